@@ -1,0 +1,76 @@
+"""tensorweave: dataflow graphs, symbolic gradients and a low-overhead runtime, with the
+TensorFlow 1.x graph-mode API (``import tensorweave as tw``).
+
+Example::
+
+    import tensorweave as tw
+    x = tw.placeholder(tw.float32, [None, 2])
+    w = tw.Variable(tw.ones([2, 1]))
+    loss = tw.reduce_mean(tw.square(tw.matmul(x, w)))
+    train_op = tw.train.GradientDescentOptimizer(0.1).minimize(loss)
+    with tw.Session() as sess:
+        sess.run(tw.global_variables_initializer())
+        sess.run(train_op, {x: [[1.0, 2.0]]})
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+__version__ = "0.1.0"
+
+from tensorweave.framework import errors  # noqa: E402
+from tensorweave.framework.constant_op import constant  # noqa: E402
+from tensorweave.framework.dtypes import (  # noqa: E402
+    DType, as_dtype, bfloat16, bool_ as bool, complex64, complex128, double, float16, float32,
+    float64, half, int8, int16, int32, int64, string, uint8, uint16)
+from tensorweave.framework.ops import (  # noqa: E402
+    Graph, GraphKeys, IndexedSlices, Operation, Tensor, add_to_collection, add_to_collections,
+    colocate_with, control_dependencies, convert_to_tensor, convert_to_tensor_or_indexed_slices,
+    device, get_collection, get_collection_ref, get_default_graph, get_default_session,
+    name_scope, register_tensor_conversion_function, reset_default_graph)
+from tensorweave.framework.registry import (  # noqa: E402
+    NotDifferentiable, RegisterGradient, no_gradient)
+from tensorweave.framework.tensor_shape import Dimension, TensorShape  # noqa: E402
+from tensorweave.runtime.config import (  # noqa: E402
+    ConfigProto, GPUOptions, GraphOptions, RunMetadata, RunOptions)
+from tensorweave.runtime.session import InteractiveSession, Session  # noqa: E402
+
+# Op families: each module's __all__ is re-exported at the top level (tw.matmul, tw.reshape...).
+# Add a family by appending its module name here.
+_OP_FAMILIES = [
+    "array_ops",
+    "math_ops",
+    "state_ops",
+    "control_flow_ops",
+    "variables",
+]
+for _m in _OP_FAMILIES:
+    _mod = _importlib.import_module(f"tensorweave.ops.{_m}")
+    for _n in getattr(_mod, "__all__", []):
+        globals()[_n] = getattr(_mod, _n)
+
+from tensorweave.ops.state_ops import (  # noqa: E402
+    assign, assign_add, assign_sub, scatter_add, scatter_sub, scatter_update)
+from tensorweave.ops.variables import (  # noqa: E402
+    Variable, all_variables, global_variables, global_variables_initializer,
+    initialize_all_variables, is_variable_initialized, local_variables,
+    local_variables_initializer, model_variables, report_uninitialized_variables,
+    trainable_variables, variables_initializer)
+from tensorweave.ops.control_flow_ops import group, no_op, tuple_ as tuple  # noqa: E402,A001
+from tensorweave.gradients.gradients_impl import gradients, hessians  # noqa: E402
+
+
+def _load_registrations():
+    """Kernels and gradient rules register themselves on import."""
+    _g = _importlib.import_module("tensorweave.gradients")
+    _k = _importlib.import_module("tensorweave.kernels")
+    _k.load_cpu_kernels()
+    for m in _pkgutil.iter_modules(_g.__path__):
+        _importlib.import_module(f"tensorweave.gradients.{m.name}")
+
+
+_load_registrations()
+
+newaxis = None

@@ -1,0 +1,1 @@
+"""Symbolic differentiation by extending the graph (``tw.gradients``) and per-family rules."""

@@ -1,0 +1,1 @@
+"""NumPy kernels: the reference implementation every other device is tested against."""

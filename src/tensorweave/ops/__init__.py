@@ -1,0 +1,1 @@
+"""Op builders, one module per family. Each declares its op types and adds ops to the graph."""

@@ -1,0 +1,1 @@
+"""Running graphs: Session, plan compilation and execution."""

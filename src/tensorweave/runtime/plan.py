@@ -1,0 +1,237 @@
+"""Plan compilation (DESIGN.md rule 3): decide everything once per (fetches, feeds) signature.
+
+``compile_plan`` prunes the graph to what the fetches need, orders it, gives every tensor a
+slot, instantiates each kernel once, and generates one straight-line Python function in which
+each op is a single kernel call on local variables, with ``del`` after each buffer's last use.
+Per step only that function runs. A second, interpreted executor walks the same steps with a
+timer around each kernel (tracing) or on a thread pool (inter-op parallelism).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+
+from tensorweave.framework import errors
+from tensorweave.framework.registry import get_kernel_factory
+
+_plan_ids = itertools.count()
+
+
+@dataclass
+class Step:
+    op: object
+    fn: object
+    in_slots: tuple
+    out_slots: tuple
+    const: object = None  # Const ops: the value, bound once instead of a kernel call
+
+
+@dataclass
+class Plan:
+    steps: list
+    feed_slots: tuple
+    fetch_slots: tuple
+    fetch_copy: tuple  # fetch i may alias variable storage: copy it out
+    run: object = None  # generated fn(feed_values) -> tuple of fetch values
+    source: str = ""
+    filename: str = ""
+    line_to_step: dict = field(default_factory=dict)
+    frees: list = field(default_factory=list)  # per step: slots whose last use it is
+
+
+def prune(fetch_tensors, target_ops, feed_tensors):
+    """Ops needed to compute the fetches and run the targets, in a topological order."""
+    fed = set(feed_tensors)
+    needed, order = set(), []
+    roots = [t.op for t in fetch_tensors if t not in fed] + list(target_ops)
+    for root in roots:
+        if root in needed:
+            continue
+        stack = [(root, False)]
+        while stack:
+            op, expanded = stack.pop()
+            if expanded:
+                order.append(op)
+                continue
+            if op in needed:
+                continue
+            needed.add(op)
+            stack.append((op, True))
+            ref = op._op_def.ref_inputs
+            deps = [c for c in reversed(op._control_inputs)]
+            deps += [t.op for i, t in reversed(list(enumerate(op._inputs)))
+                     if t not in fed and i not in ref]
+            for d in deps:
+                if d not in needed:
+                    stack.append((d, False))
+    return order
+
+
+def aliases_variable(tensor) -> bool:
+    """True if ``tensor``'s buffer may be a variable's storage (a fetch must copy it)."""
+    seen = 0
+    while seen < 64:
+        op = tensor.op
+        if op._op_def.stateful and op.type.startswith(("Variable", "Apply", "ResourceApply",
+                                                       "Assign", "Scatter", "SparseApply")):
+            return True
+        view = op._op_def.view_of
+        if view is None:
+            return False
+        tensor = op._inputs[view]
+        seen += 1
+    return True
+
+
+def _kernel_for(op, ctx, device_type):
+    factory = get_kernel_factory(op.type, device_type)
+    if factory is None and device_type != "CPU":
+        factory = get_kernel_factory(op.type, "CPU")
+    if factory is None:
+        raise errors.UnimplementedError(
+            None, op, f"No {device_type} kernel is registered for op {op.describe()}. "
+            "Register one with @register_kernel in tensorweave/kernels/.")
+    return factory(op, ctx)
+
+
+def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU",
+                 optimize=None) -> Plan:
+    ops = prune(fetch_tensors, target_ops, feed_tensors)
+    if optimize is not None:
+        ops = optimize(ops, fetch_tensors, feed_tensors)
+    slot_of: dict = {}
+
+    def slot(t):
+        s = slot_of.get(t)
+        if s is None:
+            s = slot_of[t] = len(slot_of)
+        return s
+
+    feed_slots = tuple(slot(t) for t in feed_tensors)
+    steps = []
+    for op in ops:
+        ref = op._op_def.ref_inputs
+        ins = tuple(slot(t) for i, t in enumerate(op._inputs) if i not in ref)
+        outs = tuple(slot(t) for t in op.outputs)
+        if op.type == "Const":
+            steps.append(Step(op, None, ins, outs, const=op.attrs["value"]))
+        else:
+            steps.append(Step(op, _kernel_for(op, ctx, device_type), ins, outs))
+    fetch_slots = tuple(slot(t) for t in fetch_tensors)
+    fetch_copy = tuple(aliases_variable(t) for t in fetch_tensors)
+    plan = Plan(steps, feed_slots, fetch_slots, fetch_copy)
+    _free_lists(plan)
+    _generate(plan)
+    return plan
+
+
+def _free_lists(plan: Plan):
+    keep = set(plan.fetch_slots)
+    last_use = {}
+    for i, st in enumerate(plan.steps):
+        for s in st.in_slots:
+            last_use[s] = i
+        for s in st.out_slots:
+            last_use.setdefault(s, i)
+    frees = [[] for _ in plan.steps]
+    for s, i in last_use.items():
+        if s not in keep:
+            frees[i].append(s)
+    for i in range(len(frees)):
+        frees[i].sort()
+    plan.frees = frees
+
+
+def _generate(plan: Plan):
+    pid = next(_plan_ids)
+    filename = f"<tensorweave-plan-{pid}>"
+    env = {}
+    lines = ["def _run(_feeds):"]
+    if plan.feed_slots:
+        names = ", ".join(f"t{s}" for s in plan.feed_slots)
+        lines.append(f"    {names}, = _feeds")
+    line_to_step = {}
+    for i, st in enumerate(plan.steps):
+        args = ", ".join(f"t{s}" for s in st.in_slots)
+        outs = [s for s in st.out_slots]
+        if st.const is not None:
+            env[f"c{i}"] = st.const
+            lines.append(f"    t{outs[0]} = c{i}")
+        else:
+            env[f"k{i}"] = st.fn
+            if not outs:
+                lhs = ""
+            elif len(outs) == 1:
+                lhs = f"t{outs[0]} = "
+            else:
+                lhs = ", ".join(f"t{s}" for s in outs) + ", = "
+            lines.append(f"    {lhs}k{i}({args})")
+        line_to_step[len(lines)] = i
+        dead = plan.frees[i]
+        if dead:
+            lines.append("    del " + ", ".join(f"t{s}" for s in dead))
+    rets = []
+    for s, cp in zip(plan.fetch_slots, plan.fetch_copy):
+        rets.append(f"_copy(t{s})" if cp else f"t{s}")
+    lines.append("    return (" + "".join(r + ", " for r in rets) + ")")
+    env["_copy"] = _copy_value
+    src = "\n".join(lines) + "\n"
+    exec(compile(src, filename, "exec"), env)  # noqa: S102  (generated from our own plan)
+    plan.run = env["_run"]
+    plan.source = src
+    plan.filename = filename
+    plan.line_to_step = line_to_step
+
+
+def _copy_value(v):
+    return v.copy() if hasattr(v, "copy") else v
+
+
+def failing_step(plan: Plan, tb):
+    """The Step whose kernel raised, found from the generated code's line in the traceback."""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == plan.filename:
+            return plan.steps[plan.line_to_step.get(tb.tb_lineno, 0)]
+        tb = tb.tb_next
+    return None
+
+
+def run_traced(plan: Plan, feed_values, step_stats, device_name="/job:localhost/replica:0/task:0/device:CPU:0"):
+    """Interpreted run recording each op's start and duration (``RunOptions.FULL_TRACE``)."""
+    from tensorweave.runtime.config import DeviceStepStats, NodeExecStats
+
+    buf = {}
+    for s, v in zip(plan.feed_slots, feed_values):
+        buf[s] = v
+    dev = DeviceStepStats(device=device_name)
+    for st in plan.steps:
+        start = time.time()
+        t0 = time.perf_counter()
+        if st.const is not None:
+            buf[st.out_slots[0]] = st.const
+        else:
+            try:
+                r = st.fn(*[buf[s] for s in st.in_slots])
+            except Exception as e:
+                e._tw_step = st
+                raise
+            if len(st.out_slots) == 1:
+                buf[st.out_slots[0]] = r
+            elif st.out_slots:
+                for s, v in zip(st.out_slots, r):
+                    buf[s] = v
+        dt = time.perf_counter() - t0
+        dev.node_stats.append(NodeExecStats(
+            st.op.name, st.op.type, int(start * 1e6), max(1, int(dt * 1e6)),
+            timeline_label=f"{st.op.name} = {st.op.type}({', '.join(t.name for t in st.op.inputs)})"))
+    step_stats.dev_stats.append(dev)
+    return tuple(_copy_value(buf[s]) if cp else buf[s]
+                 for s, cp in zip(plan.fetch_slots, plan.fetch_copy))
+
+
+def exc_step(plan, exc):
+    st = getattr(exc, "_tw_step", None)
+    return st if st is not None else failing_step(plan, sys.exc_info()[2] or exc.__traceback__)

@@ -1,0 +1,291 @@
+"""``tw.Session``: feeds, fetches, the plan cache, and the state that lives across runs."""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+
+from tensorweave.framework import dtypes, errors, ops
+from tensorweave.framework.ops import IndexedSlices, Operation, Tensor
+from tensorweave.runtime import plan as plan_lib
+from tensorweave.runtime.config import ConfigProto, RunOptions
+
+IndexedSlicesValue = collections.namedtuple("IndexedSlicesValue",
+                                            ["values", "indices", "dense_shape"])
+
+
+class RuntimeContext:
+    """Per-session state that kernels may touch: variable storage, RNGs, queues, iterators."""
+
+    def __init__(self, session):
+        self.session = session
+        self.variables: dict[str, np.ndarray] = {}
+        self.resources: dict[str, object] = {}
+        self._rngs: dict[str, np.random.Generator] = {}
+        self.lock = threading.RLock()
+
+    def rng(self, op) -> np.random.Generator:
+        """The op's random stream: seeded from (graph seed, op seed) when set, as in TF."""
+        g = self._rngs.get(op.name)
+        if g is None:
+            seed, seed2 = op.attrs.get("seed", 0), op.attrs.get("seed2", 0)
+            g = np.random.default_rng([seed, seed2]) if (seed or seed2) else np.random.default_rng()
+            self._rngs[op.name] = g
+        return g
+
+
+class _FetchMapper:
+    """Flattens nested fetches (lists, tuples, namedtuples, dicts) and rebuilds the results."""
+
+    def __init__(self, graph, fetches):
+        self.graph = graph
+        self.elements: list = []  # Tensors and Operations, unique, in order
+        self._index: dict = {}
+        self.build = self._map(fetches)
+
+    def _add(self, el):
+        i = self._index.get(el)
+        if i is None:
+            i = self._index[el] = len(self.elements)
+            self.elements.append(el)
+        return i
+
+    def _map(self, f):
+        if f is None:
+            raise TypeError("Fetch argument None has invalid type <class 'NoneType'>: pass "
+                            "a Tensor, an Operation, a tensor name or a nest of them.")
+        if isinstance(f, (list, tuple)) and not hasattr(f, "_as_graph_element"):
+            subs = [self._map(x) for x in f]
+            if hasattr(f, "_fields"):
+                cls = type(f)
+                return lambda vals: cls(*[s(vals) for s in subs])
+            cls = type(f)
+            return lambda vals: cls(s(vals) for s in subs)
+        if isinstance(f, dict):
+            subs = {k: self._map(v) for k, v in f.items()}
+            cls = type(f)
+            return lambda vals: cls((k, s(vals)) for k, s in subs.items())
+        if isinstance(f, IndexedSlices):
+            parts = [self._map(f.values), self._map(f.indices)]
+            ds = self._map(f.dense_shape) if isinstance(f.dense_shape, Tensor) else None
+            return lambda vals: IndexedSlicesValue(parts[0](vals), parts[1](vals),
+                                                   ds(vals) if ds else None)
+        el = self.graph.as_graph_element(f)
+        if isinstance(el, Operation):
+            self._add(el)
+            return lambda vals: None
+        i = self._add(el)
+        return lambda vals: vals[i]
+
+
+class BaseSession:
+    def __init__(self, target="", graph=None, config=None):
+        self._graph = graph if graph is not None else ops.get_default_graph()
+        self._target = target
+        self._config = config or ConfigProto()
+        self._closed = False
+        self._ctx = RuntimeContext(self)
+        self._plans: dict = {}
+        self._default_ctx = None
+        self._run_lock = threading.Lock()
+
+    @property
+    def graph(self):
+        return self._graph
+
+    @property
+    def graph_def(self):
+        return self._graph.as_graph_def() if hasattr(self._graph, "as_graph_def") else None
+
+    @property
+    def sess_str(self):
+        return self._target
+
+    # --- context management ---------------------------------------------------------------
+    def as_default(self):
+        """``with sess.as_default():`` makes ``eval()``/``run()`` use this session."""
+        return ops._session_as_default(self)
+
+    def __enter__(self):
+        self._graph_ctx = self._graph.as_default()
+        self._graph_ctx.__enter__()
+        ops._push_default_session(self)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        ops._pop_default_session(self)
+        self._graph_ctx.__exit__(exc_type, exc, tb)
+        self.close()
+
+    def close(self):
+        self._closed = True
+        self._plans.clear()
+        self._ctx.variables.clear()
+        for r in list(self._ctx.resources.values()):
+            if hasattr(r, "close"):
+                try:
+                    r.close()
+                except Exception:  # noqa: BLE001  (closing is best effort)
+                    pass
+        self._ctx.resources.clear()
+
+    def __del__(self):
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # --- run ---------------------------------------------------------------------------------
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        """Runs the ops needed for ``fetches`` and returns their values in the same structure.
+
+        ``fetches``: a Tensor, Operation, tensor or op name, or lists/tuples/dicts/namedtuples
+        of them. ``feed_dict``: maps tensors (placeholders or any other) to values.
+        """
+        if self._closed:
+            raise RuntimeError("Attempted to use a closed Session.")
+        mapper = _FetchMapper(self._graph, fetches)
+        feed_tensors, feed_values = self._process_feeds(feed_dict)
+        fetch_tensors = tuple(e for e in mapper.elements if isinstance(e, Tensor))
+        targets = tuple(e for e in mapper.elements if isinstance(e, Operation))
+        plan = self._get_plan(fetch_tensors, targets, feed_tensors)
+        trace = options is not None and getattr(options, "trace_level", 0) > 0 \
+            and run_metadata is not None
+        try:
+            if trace:
+                values = plan_lib.run_traced(plan, feed_values, run_metadata.step_stats)
+            else:
+                values = plan.run(feed_values)
+        except errors.OpError as e:
+            if e.op is None:
+                st = plan_lib.exc_step(plan, e)
+                if st is not None:
+                    e.op = st.op
+                    e.message = f"{e.message}\n\t [[node {st.op.describe()}]]"
+                    e.args = (e.message,)
+            raise
+        except Exception as e:  # a kernel failed: name the op, its type and the user's line
+            st = plan_lib.exc_step(plan, e)
+            if st is None:
+                raise
+            msg = (f"{type(e).__name__}: {e}\n\t [[node {st.op.describe()}]]")
+            raise errors.InvalidArgumentError(None, st.op, msg) from e
+        out = dict(zip(fetch_tensors, values))
+        vals = [out.get(e) if isinstance(e, Tensor) else None for e in mapper.elements]
+        return mapper.build(vals)
+
+    def _get_plan(self, fetch_tensors, targets, feed_tensors):
+        key = (fetch_tensors, targets, feed_tensors, self._graph._version_structure())
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_lib.compile_plan(list(fetch_tensors), list(targets), list(feed_tensors),
+                                         self._ctx, optimize=self._optimizer())
+            self._plans[key] = plan
+        return plan
+
+    def _optimizer(self):
+        return None
+
+    def _process_feeds(self, feed_dict):
+        if not feed_dict:
+            return (), ()
+        tensors, values = [], []
+        for key, value in feed_dict.items():
+            for t, v in self._expand_feed(key, value):
+                tensors.append(t)
+                values.append(self._check_feed(t, v))
+        order = sorted(range(len(tensors)), key=lambda i: tensors[i]._op._id * 64
+                       + tensors[i]._value_index)
+        return tuple(tensors[i] for i in order), tuple(values[i] for i in order)
+
+    def _expand_feed(self, key, value):
+        if isinstance(key, (list, tuple)) and not hasattr(key, "_as_graph_element"):
+            if len(key) != len(value):
+                raise ValueError(f"Feed key {key!r} is a sequence of {len(key)} tensors but "
+                                 f"the value has {len(value)} items.")
+            out = []
+            for k, v in zip(key, value):
+                out += self._expand_feed(k, v)
+            return out
+        if isinstance(key, IndexedSlices):
+            return self._expand_feed([key.values, key.indices], value[:2])
+        try:
+            t = self._graph.as_graph_element(key, allow_operation=False)
+        except (TypeError, ValueError, KeyError) as e:
+            raise TypeError(f"Cannot interpret feed_dict key {key!r} as a Tensor: {e}") from None
+        if isinstance(t, Operation):
+            raise TypeError(f"Cannot feed Operation {t.name!r}: feed one of its outputs.")
+        return [(t, value)]
+
+    def _check_feed(self, t, v):
+        npd = t.dtype.as_numpy_dtype
+        if isinstance(v, Tensor):
+            raise TypeError(f"The value of a feed cannot be a tw.Tensor object ({v.name}). "
+                            "Acceptable feed values include Python scalars, strings, lists, "
+                            "numpy ndarrays.")
+        try:
+            arr = np.asarray(v)
+            if arr.dtype != npd:
+                if arr.dtype.kind == "f" and t.dtype.is_integer and arr.size and \
+                        not np.all(np.mod(arr, 1) == 0):
+                    raise TypeError("fractional values")
+                if arr.dtype.kind in "OUS" and t.dtype is not dtypes.string:
+                    raise TypeError("strings")
+                arr = arr.astype(npd)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"Cannot feed value {_short(v)} (dtype {np.asarray(v).dtype}) to "
+                            f"Tensor {t.name!r}, which has dtype {t.dtype.name}: {e}.") from None
+        shp = t.shape.as_tuple()
+        if shp is not None and (len(shp) != arr.ndim or
+                                any(d is not None and d != a for d, a in zip(shp, arr.shape))):
+            raise ValueError(f"Cannot feed value of shape {arr.shape} for Tensor {t.name!r}, "
+                             f"which has shape {t.shape}")
+        return arr
+
+    # --- partial run is not supported (TF1's partial_run is rarely used) -----------------------
+    def make_callable(self, fetches, feed_list=None, accept_options=False):
+        """Returns ``f(*feed_values)`` running ``fetches`` with the feeds in ``feed_list``."""
+        feed_list = list(feed_list or [])
+
+        def call(*args):
+            return self.run(fetches, dict(zip(feed_list, args)))
+
+        return call
+
+    def list_devices(self):
+        return ["/job:localhost/replica:0/task:0/device:CPU:0"]
+
+
+def _short(v):
+    r = repr(v)
+    return r if len(r) < 60 else r[:57] + "..."
+
+
+class Session(BaseSession):
+    """Runs a graph. ``with tw.Session() as sess: sess.run(...)`` also makes it the default."""
+
+
+class InteractiveSession(BaseSession):
+    """A session that installs itself as the default on construction (for shells, notebooks)."""
+
+    def __init__(self, target="", graph=None, config=None):
+        super().__init__(target, graph, config)
+        ops._push_default_session(self)
+        self._graph_ctx = self._graph.as_default()
+        self._graph_ctx.__enter__()
+
+    def close(self):
+        ops._pop_default_session(self)
+        if getattr(self, "_graph_ctx", None) is not None:
+            ctx, self._graph_ctx = self._graph_ctx, None
+            try:
+                ctx.__exit__(None, None, None)
+            except (IndexError, AssertionError):
+                pass
+        super().close()
+
+
+RunOptions = RunOptions
