@@ -73,4 +73,7 @@ def _load_registrations():
 
 _load_registrations()
 
+# Sub-namespaces, as in TensorFlow: tw.nn, tw.train, ...
+from tensorweave import nn, train  # noqa: E402,F401
+
 newaxis = None

@@ -1,0 +1,14 @@
+"""``tw.train``: optimizers, checkpoints (Saver), global step and training helpers.
+
+Each module listed in ``_TRAIN_MODULES`` re-exports its ``__all__`` here.
+"""
+
+import importlib as _importlib
+
+_TRAIN_MODULES: list[str] = [
+    # e.g. "tensorweave.train.optimizer",
+]
+for _m in _TRAIN_MODULES:
+    _mod = _importlib.import_module(_m)
+    for _n in getattr(_mod, "__all__", []):
+        globals()[_n] = getattr(_mod, _n)
