@@ -1,0 +1,10 @@
+"""Data: loaders for the packaged corpora (shared/DATA.md) and input pipelines."""
+
+from tensorweave.data.datasets import (  # noqa: F401
+    FASHION_MNIST_CLASSES,
+    DatasetNotFoundError,
+    load_de_en_pairs,
+    load_fashion_mnist,
+    load_mnist_5k,
+    load_reply_pairs,
+)
