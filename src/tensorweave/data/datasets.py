@@ -330,7 +330,7 @@ def load_reply_pairs(
     """Message -> reply pairs for Smart Reply style models.
 
     * ``"chatterbot"``: consecutive turns of every ``conversations:`` list in
-      ``chatterbot_corpus/data/<language>/*.yml`` (2,393 pairs in English, 1,257 unique).
+      ``chatterbot_corpus/data/<language>/*.yml`` (2,393 pairs in English, 1,229 unique).
     * ``"aiml"``: python-aiml categories (``aiml/botdata/{alice,standard}/*.aiml``, skipping
       the malformed ``dev-translation.aiml``) whose pattern has no wildcard and whose pattern
       and template are plain text (63,136 pairs, 59,118 unique). Patterns are upper case;
@@ -338,7 +338,8 @@ def load_reply_pairs(
 
     Returns a list of ``(message, reply)`` string tuples, whitespace-normalised, sources in
     the order given, files in sorted order. With ``dedupe`` (default) exact duplicate pairs
-    are dropped, keeping the first.
+    are dropped, keeping the first: both sources together give 60,344 unique pairs
+    (65,497 without ``dedupe``).
     """
     pairs: list[tuple[str, str]] = []
     for source in sources:
