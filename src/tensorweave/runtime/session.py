@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import operator
 import threading
 
 import numpy as np
@@ -88,6 +89,7 @@ class BaseSession:
         self._closed = False
         self._ctx = RuntimeContext(self)
         self._plans: dict = {}
+        self._callables: dict = {}
         self._default_ctx = None
         self._run_lock = threading.Lock()
 
@@ -122,6 +124,7 @@ class BaseSession:
     def close(self):
         self._closed = True
         self._plans.clear()
+        self._callables.clear()
         self._ctx.variables.clear()
         for r in list(self._ctx.resources.values()):
             if hasattr(r, "close"):
@@ -147,18 +150,30 @@ class BaseSession:
         """
         if self._closed:
             raise RuntimeError("Attempted to use a closed Session.")
-        mapper = _FetchMapper(self._graph, fetches)
-        feed_tensors, feed_values = self._process_feeds(feed_dict)
-        fetch_tensors = tuple(e for e in mapper.elements if isinstance(e, Tensor))
-        targets = tuple(e for e in mapper.elements if isinstance(e, Operation))
-        plan = self._get_plan(fetch_tensors, targets, feed_tensors)
+        if feed_dict and not all(isinstance(k, (Tensor, str)) for k in feed_dict):
+            feed_dict = self._flatten_feeds(feed_dict)
+        key = _signature(fetches, feed_dict)
+        if key is not None:
+            key = (key, self._graph._rewrites)
+        call = self._callables.get(key) if key is not None else None
+        if call is None:
+            call = self._make_call(fetches, feed_dict)
+            if key is not None:
+                self._callables[key] = call
+        plan, build, feed_specs = call
+        if feed_specs:
+            values = [None] * len(feed_specs)
+            for (pos, t, npd, shp), value in zip(feed_specs, feed_dict.values()):
+                values[pos] = _check_feed(t, npd, shp, value)
+        else:
+            values = ()
         trace = options is not None and getattr(options, "trace_level", 0) > 0 \
             and run_metadata is not None
         try:
             if trace:
-                values = plan_lib.run_traced(plan, feed_values, run_metadata.step_stats)
+                out = plan_lib.run_traced(plan, values, run_metadata.step_stats)
             else:
-                values = plan.run(feed_values)
+                out = plan.run(values)
         except errors.OpError as e:
             if e.op is None:
                 st = plan_lib.exc_step(plan, e)
@@ -173,9 +188,32 @@ class BaseSession:
                 raise
             msg = (f"{type(e).__name__}: {e}\n\t [[node {st.op.describe()}]]")
             raise errors.InvalidArgumentError(None, st.op, msg) from e
-        out = dict(zip(fetch_tensors, values))
-        vals = [out.get(e) if isinstance(e, Tensor) else None for e in mapper.elements]
-        return mapper.build(vals)
+        return build(out)
+
+    def _make_call(self, fetches, feed_dict):
+        """Resolves fetches and feeds once per signature: (plan, result builder, feed specs)."""
+        mapper = _FetchMapper(self._graph, fetches)
+        feed_tensors = []
+        for k, v in (feed_dict or {}).items():
+            feed_tensors += [t for t, _ in self._expand_feed(k, v)]
+        if len(set(feed_tensors)) != len(feed_tensors):
+            raise ValueError("The same tensor is fed twice in feed_dict")
+        order = sorted(feed_tensors, key=lambda t: (t._op._id, t._value_index))
+        fetch_tensors = tuple(e for e in mapper.elements if isinstance(e, Tensor))
+        targets = tuple(e for e in mapper.elements if isinstance(e, Operation))
+        plan = self._get_plan(fetch_tensors, targets, tuple(order))
+        pos_of = {t: i for i, t in enumerate(fetch_tensors)}
+        picks = [pos_of.get(e) for e in mapper.elements]
+        inner = mapper.build
+        if isinstance(fetches, (Tensor, str)) and picks == [0]:
+            build = operator.itemgetter(0)
+        else:
+            def build(out):
+                return inner([None if p is None else out[p] for p in picks])
+
+        specs = [(order.index(t), t, t.dtype.as_numpy_dtype, t.shape.as_tuple())
+                 for t in feed_tensors]
+        return plan, build, specs
 
     def _get_plan(self, fetch_tensors, targets, feed_tensors):
         key = (fetch_tensors, targets, feed_tensors, self._graph._version_structure())
@@ -189,17 +227,13 @@ class BaseSession:
     def _optimizer(self):
         return None
 
-    def _process_feeds(self, feed_dict):
-        if not feed_dict:
-            return (), ()
-        tensors, values = [], []
-        for key, value in feed_dict.items():
-            for t, v in self._expand_feed(key, value):
-                tensors.append(t)
-                values.append(self._check_feed(t, v))
-        order = sorted(range(len(tensors)), key=lambda i: tensors[i]._op._id * 64
-                       + tensors[i]._value_index)
-        return tuple(tensors[i] for i in order), tuple(values[i] for i in order)
+    def _flatten_feeds(self, feed_dict):
+        """Expands tuple/IndexedSlices/Variable keys into one entry per tensor."""
+        flat = {}
+        for k, v in feed_dict.items():
+            for t, val in self._expand_feed(k, v):
+                flat[t] = val
+        return flat
 
     def _expand_feed(self, key, value):
         if isinstance(key, (list, tuple)) and not hasattr(key, "_as_graph_element"):
@@ -220,31 +254,6 @@ class BaseSession:
             raise TypeError(f"Cannot feed Operation {t.name!r}: feed one of its outputs.")
         return [(t, value)]
 
-    def _check_feed(self, t, v):
-        npd = t.dtype.as_numpy_dtype
-        if isinstance(v, Tensor):
-            raise TypeError(f"The value of a feed cannot be a tw.Tensor object ({v.name}). "
-                            "Acceptable feed values include Python scalars, strings, lists, "
-                            "numpy ndarrays.")
-        try:
-            arr = np.asarray(v)
-            if arr.dtype != npd:
-                if arr.dtype.kind == "f" and t.dtype.is_integer and arr.size and \
-                        not np.all(np.mod(arr, 1) == 0):
-                    raise TypeError("fractional values")
-                if arr.dtype.kind in "OUS" and t.dtype is not dtypes.string:
-                    raise TypeError("strings")
-                arr = arr.astype(npd)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"Cannot feed value {_short(v)} (dtype {np.asarray(v).dtype}) to "
-                            f"Tensor {t.name!r}, which has dtype {t.dtype.name}: {e}.") from None
-        shp = t.shape.as_tuple()
-        if shp is not None and (len(shp) != arr.ndim or
-                                any(d is not None and d != a for d, a in zip(shp, arr.shape))):
-            raise ValueError(f"Cannot feed value of shape {arr.shape} for Tensor {t.name!r}, "
-                             f"which has shape {t.shape}")
-        return arr
-
     # --- partial run is not supported (TF1's partial_run is rarely used) -----------------------
     def make_callable(self, fetches, feed_list=None, accept_options=False):
         """Returns ``f(*feed_values)`` running ``fetches`` with the feeds in ``feed_list``."""
@@ -257,6 +266,50 @@ class BaseSession:
 
     def list_devices(self):
         return ["/job:localhost/replica:0/task:0/device:CPU:0"]
+
+
+def _signature(fetches, feed_dict):
+    """A hashable key for the (fetches, feed keys) signature, or None when not cacheable."""
+    try:
+        if isinstance(fetches, (list, tuple)) and type(fetches) in (list, tuple):
+            fk = (type(fetches), *fetches)
+        elif isinstance(fetches, (dict, list, tuple)):
+            return None
+        else:
+            fk = fetches
+        key = (fk, tuple(feed_dict) if feed_dict else ())
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
+def _check_feed(t, npd, shp, v):
+    """Converts a fed value to the tensor's dtype and checks it against the static shape."""
+    if type(v) is not np.ndarray or v.dtype != npd:
+        if isinstance(v, Tensor):
+            raise TypeError(f"The value of a feed cannot be a tw.Tensor object ({v.name}). "
+                            "Acceptable feed values include Python scalars, strings, lists, "
+                            "numpy ndarrays.")
+        try:
+            arr = np.asarray(v)
+            if arr.dtype != npd:
+                if arr.dtype.kind == "f" and npd.kind in "iu" and arr.size and \
+                        not np.all(np.mod(arr, 1) == 0):
+                    raise TypeError("fractional values")
+                if arr.dtype.kind in "OUS" and npd.kind != "O":
+                    raise TypeError("strings")
+                arr = arr.astype(npd)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"Cannot feed value {_short(v)} (dtype {np.asarray(v).dtype}) to "
+                            f"Tensor {t.name!r}, which has dtype {t.dtype.name}: {e}.") from None
+        v = arr
+    if shp is not None:
+        vs = v.shape
+        if len(shp) != len(vs) or any(d is not None and d != a for d, a in zip(shp, vs)):
+            raise ValueError(f"Cannot feed value of shape {vs} for Tensor {t.name!r}, "
+                             f"which has shape {t.shape}")
+    return v
 
 
 def _short(v):
