@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from tensorweave.framework import errors
@@ -27,6 +29,7 @@ class Step:
     in_slots: tuple
     out_slots: tuple
     const: object = None  # Const ops: the value, bound once instead of a kernel call
+    inplace: int | None = None  # index of the input buffer the kernel writes its result into
 
 
 @dataclass
@@ -98,10 +101,20 @@ def _kernel_for(op, ctx, device_type):
 
 
 def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU",
-                 optimize=None) -> Plan:
+                 options=None, placer=None) -> Plan:
+    """Compiles the (fetches, targets, feeds) signature into a Plan.
+
+    ``options``: a GraphOptions (rewrites on/off); ``placer(op) -> device type`` picks each
+    op's kernel device (default: everything on ``device_type``).
+    """
     ops = prune(fetch_tensors, target_ops, feed_tensors)
-    if optimize is not None:
-        ops = optimize(ops, fetch_tensors, feed_tensors)
+    rw = None
+    if options is not None and (options.constant_folding or options.remove_identities
+                                or options.common_subexpression_elimination):
+        from tensorweave.runtime.optimize import rewrite
+        rw = rewrite(ops, feed_tensors, ctx, options)
+        fetch_tensors = [rw.resolve(t) for t in fetch_tensors]
+        ops = _reprune(fetch_tensors, target_ops, feed_tensors, rw)
     slot_of: dict = {}
 
     def slot(t):
@@ -112,20 +125,111 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
 
     feed_slots = tuple(slot(t) for t in feed_tensors)
     steps = []
+    if rw is not None:  # constants used by the remaining ops (or fetched) are bound once
+        used = {rw.resolve(t) for op in ops for t in op._inputs} | set(fetch_tensors)
+        for t, v in rw.consts.items():
+            if t in used:
+                steps.append(Step(t.op, None, (), (slot(t),), const=v))
     for op in ops:
         ref = op._op_def.ref_inputs
-        ins = tuple(slot(t) for i, t in enumerate(op._inputs) if i not in ref)
+        ins = tuple(slot(rw.resolve(t) if rw else t) for i, t in enumerate(op._inputs)
+                    if i not in ref)
         outs = tuple(slot(t) for t in op.outputs)
         if op.type == "Const":
             steps.append(Step(op, None, ins, outs, const=op.attrs["value"]))
         else:
-            steps.append(Step(op, _kernel_for(op, ctx, device_type), ins, outs))
+            dev = placer(op) if placer is not None else device_type
+            steps.append(Step(op, _kernel_for(op, ctx, dev), ins, outs))
     fetch_slots = tuple(slot(t) for t in fetch_tensors)
-    fetch_copy = tuple(aliases_variable(t) for t in fetch_tensors)
+    fetch_copy = tuple(aliases_variable(t) or t.op.type == "Const" or
+                       (rw is not None and t in rw.consts) for t in fetch_tensors)
     plan = Plan(steps, feed_slots, fetch_slots, fetch_copy)
+    plan.rewrite_stats = rw.stats if rw is not None else {}
     _free_lists(plan)
+    if options is not None and getattr(options, "fusion", False):
+        _mark_inplace(plan)
     _generate(plan)
     return plan
+
+
+def _reprune(fetch_tensors, target_ops, feed_tensors, rw):
+    """Prunes again after rewrites: aliased and folded tensors cut their producers off."""
+    fed = set(feed_tensors)
+    needed, order = set(), []
+
+    def dep_ops(op):
+        ref = op._op_def.ref_inputs
+        out = []
+        for c in op._control_inputs:
+            while c in rw.removed and c is not None:
+                c = rw.removed[c]
+            if c is not None:
+                out.append(c)
+        for i, t in enumerate(op._inputs):
+            if i in ref:
+                continue
+            t = rw.resolve(t)
+            if t not in fed and t not in rw.consts:
+                out.append(t.op)
+        return out
+
+    roots = [rw.resolve(t).op for t in fetch_tensors
+             if rw.resolve(t) not in fed and rw.resolve(t) not in rw.consts]
+    for op in target_ops:
+        while op is not None and op in rw.removed:
+            op = rw.removed[op]
+        if op is not None:
+            roots.append(op)
+    for root in roots:
+        if root in needed:
+            continue
+        stack = [(root, False)]
+        while stack:
+            op, expanded = stack.pop()
+            if expanded:
+                order.append(op)
+                continue
+            if op in needed:
+                continue
+            needed.add(op)
+            stack.append((op, True))
+            for d in reversed(dep_ops(op)):
+                if d not in needed:
+                    stack.append((d, False))
+    return order
+
+
+_FRESH_PRODUCERS = {np.matmul}
+# Below this size passing out= costs more (keyword parsing) than the allocation it saves.
+_INPLACE_MIN_ELEMENTS = 2048
+
+
+def _mark_inplace(plan: Plan):
+    """Lets elementwise ufunc kernels write into an input buffer that dies at that step and
+    that a previous ufunc/matmul step allocated (never a feed, constant, view or variable)."""
+    fresh = set()
+    tensor_of = {s: t for st in plan.steps for s, t in zip(st.out_slots, st.op.outputs)}
+    last = {}
+    for i, fr in enumerate(plan.frees):
+        for s in fr:
+            last[s] = i
+    for i, st in enumerate(plan.steps):
+        st.inplace = None
+        fn = st.fn
+        if isinstance(fn, np.ufunc) and fn.nout == 1 and len(st.out_slots) == 1:
+            out_t = st.op.outputs[0]
+            oshape = out_t.shape.as_tuple()
+            for k, s in enumerate(st.in_slots):
+                if s in fresh and last.get(s) == i and st.in_slots.count(s) == 1:
+                    in_t = tensor_of.get(s)
+                    if in_t is not None and in_t.dtype == out_t.dtype and oshape is not None \
+                            and in_t.shape.as_tuple() == oshape and None not in oshape \
+                            and int(np.prod(oshape)) >= _INPLACE_MIN_ELEMENTS:
+                        st.inplace = k
+                        break
+            fresh.add(st.out_slots[0])
+        elif fn in _FRESH_PRODUCERS and len(st.out_slots) == 1:
+            fresh.add(st.out_slots[0])
 
 
 def _free_lists(plan: Plan):
@@ -162,6 +266,8 @@ def _generate(plan: Plan):
             lines.append(f"    t{outs[0]} = c{i}")
         else:
             env[f"k{i}"] = st.fn
+            if getattr(st, "inplace", None) is not None:
+                args += f", out=t{st.in_slots[st.inplace]}"
             if not outs:
                 lhs = ""
             elif len(outs) == 1:

@@ -220,12 +220,9 @@ class BaseSession:
         plan = self._plans.get(key)
         if plan is None:
             plan = plan_lib.compile_plan(list(fetch_tensors), list(targets), list(feed_tensors),
-                                         self._ctx, optimize=self._optimizer())
+                                         self._ctx, options=self._config.graph_options)
             self._plans[key] = plan
         return plan
-
-    def _optimizer(self):
-        return None
 
     def _flatten_feeds(self, feed_dict):
         """Expands tuple/IndexedSlices/Variable keys into one entry per tensor."""
