@@ -30,6 +30,8 @@ class Step:
     out_slots: tuple
     const: object = None  # Const ops: the value, bound once instead of a kernel call
     inplace: int | None = None  # index of the input buffer the kernel writes its result into
+    device: str = "CPU"  # device type whose kernel runs this step
+    transfer: bool = False  # a copy between devices inserted by the planner
 
 
 @dataclass
@@ -139,8 +141,10 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
             steps.append(Step(op, None, ins, outs, const=op.attrs["value"]))
         else:
             dev = placer(op) if placer is not None else device_type
-            steps.append(Step(op, _kernel_for(op, ctx, dev), ins, outs))
+            steps.append(Step(op, _kernel_for(op, ctx, dev), ins, outs, device=dev))
     fetch_slots = tuple(slot(t) for t in fetch_tensors)
+    if any(st.device != "CPU" for st in steps):
+        steps, fetch_slots = _insert_transfers(steps, fetch_slots, feed_slots, len(slot_of))
     fetch_copy = tuple(aliases_variable(t) or t.op.type == "Const" or
                        (rw is not None and t in rw.consts) for t in fetch_tensors)
     plan = Plan(steps, feed_slots, fetch_slots, fetch_copy)
@@ -150,6 +154,45 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
         _mark_inplace(plan)
     _generate(plan)
     return plan
+
+
+# (source device type, destination device type) -> copy function; GPU kernels register theirs
+TRANSFERS: dict = {}
+
+
+def _insert_transfers(steps, fetch_slots, feed_slots, n_slots):
+    """Adds a copy step wherever a value produced on one device is consumed on another.
+    Feeds and fetches live on the host; each (value, device) pair is copied once."""
+    where = {s: "CPU" for s in feed_slots}
+    copies: dict = {}
+    out = []
+
+    def on(slot, dev, op):
+        nonlocal n_slots
+        src = where[slot]
+        if src == dev:
+            return slot
+        key = (slot, dev)
+        if key not in copies:
+            fn = TRANSFERS.get((src, dev))
+            if fn is None:
+                raise errors.InvalidArgumentError(
+                    None, op, f"No way to copy a tensor from {src} to {dev} for op "
+                    f"{op.describe()}: is the {dev} kernel package loaded?")
+            copies[key] = n_slots
+            where[n_slots] = dev
+            out.append(Step(op, fn, (slot,), (n_slots,), device=dev, transfer=True))
+            n_slots += 1
+        return copies[key]
+
+    for st in steps:
+        if st.const is None:
+            st.in_slots = tuple(on(s, st.device, st.op) for s in st.in_slots)
+        out.append(st)
+        for s in st.out_slots:
+            where[s] = st.device if st.const is None else "CPU"
+    fetch_slots = tuple(on(s, "CPU", steps[-1].op if steps else None) for s in fetch_slots)
+    return out, fetch_slots
 
 
 def _reprune(fetch_tensors, target_ops, feed_tensors, rw):
@@ -208,7 +251,8 @@ def _mark_inplace(plan: Plan):
     """Lets elementwise ufunc kernels write into an input buffer that dies at that step and
     that a previous ufunc/matmul step allocated (never a feed, constant, view or variable)."""
     fresh = set()
-    tensor_of = {s: t for st in plan.steps for s, t in zip(st.out_slots, st.op.outputs)}
+    tensor_of = {s: t for st in plan.steps if not st.transfer
+                 for s, t in zip(st.out_slots, st.op.outputs)}
     last = {}
     for i, fr in enumerate(plan.frees):
         for s in fr:
@@ -216,6 +260,8 @@ def _mark_inplace(plan: Plan):
     for i, st in enumerate(plan.steps):
         st.inplace = None
         fn = st.fn
+        if st.transfer:
+            continue
         if isinstance(fn, np.ufunc) and fn.nout == 1 and len(st.out_slots) == 1:
             out_t = st.op.outputs[0]
             oshape = out_t.shape.as_tuple()

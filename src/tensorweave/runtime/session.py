@@ -9,9 +9,33 @@ import threading
 import numpy as np
 
 from tensorweave.framework import dtypes, errors, ops
+from tensorweave.framework.device import DeviceSpec
 from tensorweave.framework.ops import IndexedSlices, Operation, Tensor
+from tensorweave.framework.registry import get_kernel_factory
 from tensorweave.runtime import plan as plan_lib
 from tensorweave.runtime.config import ConfigProto, RunOptions
+
+_DEVICE_LOADERS: dict = {}  # device type -> callable returning True if usable
+
+
+def register_device(device_type, loader):
+    """Declares a device type; ``loader()`` imports its kernels and says if it is usable."""
+    _DEVICE_LOADERS[device_type] = loader
+
+
+def _device_available(device_type, _cache={}) -> bool:  # noqa: B006  (memo)
+    if device_type not in _cache:
+        loader = _DEVICE_LOADERS.get(device_type)
+        if loader is None and device_type == "GPU":
+            def loader():
+                try:
+                    from tensorweave.kernels import gpu
+                except ImportError:
+                    return False
+                return bool(gpu.load())
+        _cache[device_type] = bool(loader()) if loader is not None else False
+    return _cache[device_type]
+
 
 IndexedSlicesValue = collections.namedtuple("IndexedSlicesValue",
                                             ["values", "indices", "dense_shape"])
@@ -220,9 +244,30 @@ class BaseSession:
         plan = self._plans.get(key)
         if plan is None:
             plan = plan_lib.compile_plan(list(fetch_tensors), list(targets), list(feed_tensors),
-                                         self._ctx, options=self._config.graph_options)
+                                         self._ctx, options=self._config.graph_options,
+                                         placer=self._place)
             self._plans[key] = plan
         return plan
+
+    def _place(self, op) -> str:
+        """The device type whose kernel runs ``op``: its requested type when that device and
+        kernel exist, else the CPU with ``allow_soft_placement``, else a clear error."""
+        want = op.device
+        if not want or "device:CPU" in want:
+            return "CPU"
+        dev = DeviceSpec.from_string(want).device_type or "CPU"
+        if dev == "CPU":
+            return "CPU"
+        if _device_available(dev) and get_kernel_factory(op.type, dev) is not None:
+            return dev
+        if self._config.allow_soft_placement:
+            return "CPU"
+        why = (f"no {dev} kernel is registered for op type {op.type}"
+               if _device_available(dev) else f"no {dev} device is available here")
+        raise errors.InvalidArgumentError(
+            None, op, f"Cannot assign a device for operation {op.describe()}: it asks for "
+            f"{want!r} but {why}. Pass config=tw.ConfigProto(allow_soft_placement=True) to "
+            "run it on the CPU instead.")
 
     def _flatten_feeds(self, feed_dict):
         """Expands tuple/IndexedSlices/Variable keys into one entry per tensor."""
