@@ -121,3 +121,31 @@ def test_training_matches_with_and_without_rewrites():
                     sess.run(step, {x: xs, y: ys})
                 results.append(sess.run(w))
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_inter_op_parallelism_equals_serial_results():
+    rng = np.random.default_rng(1)
+    x = tw.placeholder(tw.float32, [16, 32])
+    w = tw.Variable(rng.standard_normal((32, 32)).astype(np.float32))
+    branches = [tw.tanh(tw.matmul(x, w) * float(k)) for k in range(1, 6)]
+    y = tw.add_n(branches)
+    loss = tw.reduce_mean(y * y)
+    gw, = tw.gradients(loss, [w])
+    step = tw.assign_sub(w, 0.01 * gw)
+    xv = rng.standard_normal((16, 32)).astype(np.float32)
+    results = []
+    for threads in (1, 4):
+        with tw.Session(config=tw.ConfigProto(inter_op_parallelism_threads=threads)) as sess:
+            sess.run(w.initializer)
+            losses = [sess.run([loss, step], {x: xv})[0] for _ in range(5)]
+            results.append((losses, sess.run(w)))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_parallel_run_reports_kernel_errors():
+    x = tw.placeholder(tw.float32, None)
+    y = tw.matmul(x, x, name="bad_product")
+    with tw.Session(config=tw.ConfigProto(inter_op_parallelism_threads=2)) as sess:
+        with pytest.raises(tw.errors.InvalidArgumentError, match="bad_product"):
+            sess.run(y, {x: np.ones((2, 3))})

@@ -63,7 +63,11 @@ from tensorweave.gradients.gradients_impl import gradients, hessians  # noqa: E4
 
 
 def _load_registrations():
-    """Kernels and gradient rules register themselves on import."""
+    """Kernels and gradient rules register themselves on import, after every op family in
+    ops/ has declared its types."""
+    _o = _importlib.import_module("tensorweave.ops")
+    for m in _pkgutil.iter_modules(_o.__path__):
+        _importlib.import_module(f"tensorweave.ops.{m.name}")
     _g = _importlib.import_module("tensorweave.gradients")
     _k = _importlib.import_module("tensorweave.kernels")
     _k.load_cpu_kernels()
@@ -71,9 +75,10 @@ def _load_registrations():
         _importlib.import_module(f"tensorweave.gradients.{m.name}")
 
 
-_load_registrations()
-
-# Sub-namespaces, as in TensorFlow: tw.nn, tw.train, ...
+# Sub-namespaces, as in TensorFlow: tw.nn, tw.train, ... (they declare op families too, so
+# they are imported before kernels and gradients register against those declarations).
 from tensorweave import nn, train  # noqa: E402,F401
+
+_load_registrations()
 
 newaxis = None

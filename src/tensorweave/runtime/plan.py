@@ -387,3 +387,93 @@ def run_traced(plan: Plan, feed_values, step_stats, device_name="/job:localhost/
 def exc_step(plan, exc):
     st = getattr(exc, "_tw_step", None)
     return st if st is not None else failing_step(plan, sys.exc_info()[2] or exc.__traceback__)
+
+
+def _dependencies(plan: Plan):
+    """Per step: the steps it must wait for. Data edges, control edges, and a chain through
+    every stateful step in serial order, so parallel runs compute what the serial run does."""
+    producer = {}
+    step_of_op = {}
+    for i, st in enumerate(plan.steps):
+        for s in st.out_slots:
+            producer[s] = i
+        if not st.transfer:
+            step_of_op.setdefault(st.op, i)
+    deps = []
+    last_stateful = None
+    for i, st in enumerate(plan.steps):
+        d = {producer[s] for s in st.in_slots if s in producer}
+        if not st.transfer:
+            d |= {step_of_op[c] for c in st.op._control_inputs if c in step_of_op}
+            if st.op._op_def.stateful or st.op._op_def.ref_inputs:
+                if last_stateful is not None:
+                    d.add(last_stateful)
+                last_stateful = i
+        d.discard(i)
+        deps.append(sorted(d))
+    return deps
+
+
+def run_parallel(plan: Plan, feed_values, pool):
+    """Runs independent steps concurrently on ``pool``; results equal the serial order's."""
+    import threading
+
+    if not hasattr(plan, "_deps"):
+        plan._deps = _dependencies(plan)
+        succ = [[] for _ in plan.steps]
+        for i, d in enumerate(plan._deps):
+            for j in d:
+                succ[j].append(i)
+        plan._succ = succ
+    deps, succ = plan._deps, plan._succ
+    buf = dict(zip(plan.feed_slots, feed_values))
+    remaining = [len(d) for d in deps]
+    lock = threading.Lock()
+    done = threading.Event()
+    left = [len(plan.steps)]
+    failure = []
+
+    def execute(i):
+        st = plan.steps[i]
+        try:
+            if not failure:
+                if st.const is not None:
+                    buf[st.out_slots[0]] = st.const
+                else:
+                    r = st.fn(*[buf[s] for s in st.in_slots])
+                    if len(st.out_slots) == 1:
+                        buf[st.out_slots[0]] = r
+                    elif st.out_slots:
+                        for s, v in zip(st.out_slots, r):
+                            buf[s] = v
+        except BaseException as e:  # noqa: BLE001  (re-raised on the caller's thread)
+            e._tw_step = st
+            failure.append(e)
+
+    def run_step(i):
+        while i is not None:
+            execute(i)
+            ready = []
+            with lock:
+                left[0] -= 1
+                for j in succ[i]:
+                    remaining[j] -= 1
+                    if remaining[j] == 0:
+                        ready.append(j)
+                finished = left[0] == 0
+            for j in ready[1:]:
+                pool.submit(run_step, j)
+            i = ready[0] if ready else None  # keep the chain on this thread: no hand-off
+            if finished:
+                done.set()
+
+    if not plan.steps:
+        done.set()
+    for i, d in enumerate(deps):
+        if not d:
+            pool.submit(run_step, i)
+    done.wait()
+    if failure:
+        raise failure[0]
+    return tuple(_copy_value(buf[s]) if cp else buf[s]
+                 for s, cp in zip(plan.fetch_slots, plan.fetch_copy))

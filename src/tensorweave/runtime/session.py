@@ -114,6 +114,11 @@ class BaseSession:
         self._ctx = RuntimeContext(self)
         self._plans: dict = {}
         self._callables: dict = {}
+        threads = self._config.inter_op_parallelism_threads
+        self._pool = None
+        if threads and threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tw-inter-op")
         self._default_ctx = None
         self._run_lock = threading.Lock()
 
@@ -147,6 +152,9 @@ class BaseSession:
 
     def close(self):
         self._closed = True
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._plans.clear()
         self._callables.clear()
         self._ctx.variables.clear()
@@ -196,6 +204,8 @@ class BaseSession:
         try:
             if trace:
                 out = plan_lib.run_traced(plan, values, run_metadata.step_stats)
+            elif self._pool is not None:
+                out = plan_lib.run_parallel(plan, values, self._pool)
             else:
                 out = plan.run(values)
         except errors.OpError as e:
