@@ -370,7 +370,17 @@ def _short(v):
 
 
 class Session(BaseSession):
-    """Runs a graph. ``with tw.Session() as sess: sess.run(...)`` also makes it the default."""
+    """Runs a graph. ``with tw.Session() as sess: sess.run(...)`` also makes it the default.
+
+    ``target`` may be a cluster (``tw.distributed``): the session then runs partitions on
+    the cluster's tasks.
+    """
+
+    def __new__(cls, target="", graph=None, config=None, **kwargs):
+        if cls is Session and target not in ("", None) and hasattr(target, "call"):
+            from tensorweave.distributed.session import DistributedSession
+            return DistributedSession(target, graph=graph, config=config, **kwargs)
+        return super().__new__(cls)
 
 
 class InteractiveSession(BaseSession):

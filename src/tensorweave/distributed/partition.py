@@ -1,0 +1,162 @@
+"""Splitting a graph into per-task partitions joined by _Send/_Recv pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tensorweave.framework import dtypes
+from tensorweave.framework.device import DeviceSpec
+from tensorweave.framework.graph_io import op_to_node, tensor_ref
+from tensorweave.framework.tensor_shape import TensorShape
+
+STEP_ID = "_step_id"
+
+
+def task_of(device: str, default_task: str) -> str:
+    """The task part of a device name: '/job:ps/task:0/device:CPU:0' -> '/job:ps/task:0'."""
+    spec = DeviceSpec.from_string(device)
+    if spec.job is None:
+        return default_task
+    return f"/job:{spec.job}/task:{spec.task or 0}"
+
+
+@dataclass
+class Partition:
+    task: str
+    nodes: list = field(default_factory=list)
+    feeds: list = field(default_factory=list)  # (client feed index, placeholder name)
+    fetches: list = field(default_factory=list)  # (client fetch index, tensor name here)
+    targets: list = field(default_factory=list)  # op names to run here (incl. sends)
+
+
+def _placement(ops, default_task):
+    """Task of every op; ops updating a variable (ref inputs) follow the variable."""
+    where = {}
+    for op in ops:
+        t = task_of(op.device, default_task)
+        for i in op._op_def.ref_inputs:
+            src = op.inputs[i].op
+            t = where.get(src) or task_of(src.device, default_task)
+        where[op] = t
+    return where
+
+
+def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
+    """Splits ``ops`` (pruned, topologically ordered) by task.
+
+    Returns ``{task: Partition}``. Cross-task data edges become _Send on the producer's task
+    and _Recv on the consumer's; cross-task control edges send a scalar token. Every partition
+    gets a ``_step_id`` placeholder feeding its sends and receives.
+    """
+    where = _placement(ops, default_task)
+    fed = {t: i for i, t in enumerate(feed_tensors)}
+    parts: dict[str, Partition] = {}
+
+    def part(task):
+        if task not in parts:
+            p = parts[task] = Partition(task)
+            p.nodes.append({"name": STEP_ID, "op": "Placeholder", "input": [], "device": "",
+                            "attr": {"dtype": dtypes.int64, "shape": TensorShape([])}})
+        return parts[task]
+
+    recv_names: dict = {}  # (tensor, dst task) -> name of the tensor on dst
+    feed_names: dict = {}  # (tensor, task) -> placeholder name
+
+    def on_task(t, task):
+        """Name of tensor ``t`` as seen in ``task``'s partition (adding feeds/recvs)."""
+        if t in fed:
+            key = (t, task)
+            if key not in feed_names:
+                name = f"_feed_{fed[t]}"
+                part(task).nodes.append({"name": name, "op": "Placeholder", "input": [],
+                                         "device": "", "attr": {"dtype": t.dtype,
+                                                                "shape": t.shape}})
+                part(task).feeds.append((fed[t], name))
+                feed_names[key] = name
+            return feed_names[key]
+        src = where[t.op]
+        if src == task:
+            return tensor_ref(t)
+        key = (t, task)
+        if key not in recv_names:
+            tname = t.name
+            attrs = {"tensor_name": tname, "send_device": src, "recv_device": task}
+            send = f"_send/{t.op.name}_{t.value_index}/to{_tag(task)}"
+            recv = f"_recv/{t.op.name}_{t.value_index}/from{_tag(src)}"
+            part(src).nodes.append({"name": send, "op": "_Send", "input": [tensor_ref(t), STEP_ID],
+                                    "device": "", "attr": dict(attrs)})
+            part(src).targets.append(send)
+            part(task).nodes.append({"name": recv, "op": "_Recv", "input": [STEP_ID],
+                                     "device": "", "attr": dict(attrs, tensor_type=t.dtype,
+                                                                 shape=t.shape)})
+            recv_names[key] = recv
+        return recv_names[key]
+
+    control_tokens: dict = {}
+
+    def control_on(op, task):
+        """A control input on ``op`` from another task: wait for a token it sends."""
+        src = where[op]
+        if src == task:
+            return f"^{op.name}"
+        key = (op, task)
+        if key not in control_tokens:
+            tok = f"_ctrl/{op.name}/to{_tag(task)}"
+            part(src).nodes.append({"name": tok, "op": "Const", "input": [f"^{op.name}"],
+                                    "device": "", "attr": {"value": _token(),
+                                                           "dtype": dtypes.int32}})
+
+            name = f"{tok}:0"
+            attrs = {"tensor_name": name, "send_device": src, "recv_device": task}
+            send, recv = f"_send/{tok}", f"_recv/{tok}"
+            part(src).nodes.append({"name": send, "op": "_Send", "input": [tok, STEP_ID],
+                                    "device": "", "attr": dict(attrs)})
+            part(src).targets.append(send)
+            part(task).nodes.append({"name": recv, "op": "_Recv", "input": [STEP_ID],
+                                     "device": "", "attr": dict(attrs, tensor_type=dtypes.int32,
+                                                                 shape=TensorShape([]))})
+            control_tokens[key] = f"^{recv}"
+        return control_tokens[key]
+
+    in_ops = set(ops)
+    ref_vars: dict = {}  # variables named by ref inputs but not run: declared on their task
+
+    for op in ops:
+        task = where[op]
+        ref = op._op_def.ref_inputs
+        for i in ref:
+            var = op.inputs[i].op
+            if var not in in_ops and (var, task) not in ref_vars:
+                ref_vars[(var, task)] = True
+                vnode = op_to_node(var)
+                vnode["device"] = ""
+                part(task).nodes.append(vnode)
+        node = op_to_node(op)
+        ins = []
+        for i, t in enumerate(op.inputs):
+            ins.append(tensor_ref(t) if i in ref else on_task(t, task))
+        ins += [control_on(c, task) for c in op.control_inputs if c in where]
+        node["input"] = ins
+        node["device"] = ""  # a partition runs on its task's local devices
+        part(task).nodes.append(node)
+    for i, t in enumerate(fetch_tensors):
+        if t in fed:
+            task = default_task
+        else:
+            task = where[t.op]
+        p = part(task)
+        p.fetches.append((i, on_task(t, task) if t in fed else tensor_ref(t)))
+    for op in target_ops:
+        part(where[op]).targets.append(op.name)
+    return parts
+
+
+def _tag(task: str) -> str:
+    return task.replace("/job:", "_").replace("/task:", "_")
+
+
+def _token():
+    import numpy as np
+    v = np.array(0, dtype=np.int32)
+    v.setflags(write=False)
+    return v
