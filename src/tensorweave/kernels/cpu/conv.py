@@ -1,0 +1,489 @@
+"""NumPy kernels for ops/conv_ops.py: convolutions, pooling and fused batch norm.
+
+All window arithmetic happens in NHWC; NCHW inputs are transposed views on the way in and out.
+A convolution is im2col + one BLAS matmul: a strided view of the padded input with shape
+(N, OH, OW, KH, KW, C) costs nothing until it is reshaped into the (N*OH*OW, KH*KW*C) column
+matrix. The input gradient multiplies the output gradient back into columns and scatter-adds
+them (col2im, KH*KW strided adds); the filter gradient is one matmul of columns and gradient.
+Pools loop over the KH*KW window offsets with whole-tensor NumPy ops.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from tensorweave.framework import errors
+from tensorweave.framework.registry import register_kernel
+
+
+# --- window geometry ----------------------------------------------------------------------------
+class Window(NamedTuple):
+    """A 2-D sliding window over an (H, W) plane, with TensorFlow's padding rules applied."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pads: tuple  # (top, bottom, left, right)
+    oh: int
+    ow: int
+
+    def rows(self, i):
+        """The padded-input rows that window row ``i`` touches, one per output row."""
+        start = i * self.dh
+        return slice(start, start + (self.oh - 1) * self.sh + 1, self.sh)
+
+    def cols(self, j):
+        start = j * self.dw
+        return slice(start, start + (self.ow - 1) * self.sw + 1, self.sw)
+
+    def offsets(self):
+        return [(i, j) for i in range(self.kh) for j in range(self.kw)]
+
+    @property
+    def padded(self):
+        return any(self.pads)
+
+
+def _axis(size, k, stride, dilation, padding, explicit):
+    k_eff = (k - 1) * dilation + 1
+    if padding == "SAME":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + k_eff - size, 0)
+        return out, total // 2, total - total // 2
+    lo, hi = explicit if padding == "EXPLICIT" else (0, 0)
+    return (size + lo + hi - k_eff) // stride + 1, lo, hi
+
+
+def window(h, w, kh, kw, strides, dilations, padding, explicit=()):
+    """Geometry for an NHWC plane of size (h, w); strides/dilations/explicit are NHWC 4-lists."""
+    ex = list(explicit) or [0] * 8
+    oh, pt, pb = _axis(h, kh, strides[1], dilations[1], padding, ex[2:4])
+    ow, pl, pr = _axis(w, kw, strides[2], dilations[2], padding, ex[4:6])
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"a {kh}x{kw} window (dilations {list(dilations)}) does not fit an "
+                         f"input of spatial size {h}x{w} with {padding} padding")
+    return Window(kh, kw, strides[1], strides[2], dilations[1], dilations[2],
+                  (pt, pb, pl, pr), oh, ow)
+
+
+def _pad(x, win, value=0.0):
+    if not win.padded:
+        return x
+    pt, pb, pl, pr = win.pads
+    n, h, w, c = x.shape
+    xp = np.full((n, h + pt + pb, w + pl + pr, c), value, dtype=x.dtype)
+    xp[:, pt:pt + h, pl:pl + w, :] = x
+    return xp
+
+
+def _crop(xp, win, h, w):
+    if not win.padded:
+        return xp
+    pt, _, pl, _ = win.pads
+    return np.ascontiguousarray(xp[:, pt:pt + h, pl:pl + w, :])
+
+
+def _patches(xp, win):
+    """(N, OH, OW, KH, KW, C) read-only view of the padded input: no copy."""
+    n, _, _, c = xp.shape
+    s_n, s_h, s_w, s_c = xp.strides
+    return as_strided(xp, (n, win.oh, win.ow, win.kh, win.kw, c),
+                      (s_n, s_h * win.sh, s_w * win.sw, s_h * win.dh, s_w * win.dw, s_c),
+                      writeable=False)
+
+
+def _col2im(cols, win, shape):
+    """Scatter-adds (N, OH, OW, KH, KW, C) columns into an NHWC tensor of ``shape``."""
+    n, h, w, c = shape
+    pt, pb, pl, pr = win.pads
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
+    for i, j in win.offsets():
+        dxp[:, win.rows(i), win.cols(j), :] += cols[:, :, :, i, j, :]
+    return _crop(dxp, win, h, w)
+
+
+# --- convolution ------------------------------------------------------------------------------
+def conv2d(x, f, win):
+    """NHWC input, HWIO filter -> NHWC output."""
+    n = x.shape[0]
+    kh, kw, c, o = f.shape
+    cols = _patches(_pad(x, win), win).reshape(n * win.oh * win.ow, kh * kw * c)
+    return (cols @ f.reshape(kh * kw * c, o)).reshape(n, win.oh, win.ow, o)
+
+
+def conv2d_backprop_input(dy, f, win, in_shape):
+    kh, kw, c, o = f.shape
+    n = dy.shape[0]
+    cols = dy.reshape(-1, o) @ f.reshape(kh * kw * c, o).T
+    return _col2im(cols.reshape(n, win.oh, win.ow, kh, kw, c), win, in_shape)
+
+
+def conv2d_backprop_filter(x, dy, win, f_shape):
+    kh, kw, c, o = f_shape
+    cols = _patches(_pad(x, win), win).reshape(-1, kh * kw * c)
+    return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
+
+
+def depthwise_conv2d(x, f, win):
+    """Channel c of the input, filtered by f[:, :, c, m], gives output channel c*M + m."""
+    xp = _pad(x, win)
+    n, _, _, c = x.shape
+    m = f.shape[3]
+    out = np.zeros((n, win.oh, win.ow, c, m), dtype=np.result_type(x, f))
+    tmp = np.empty_like(out)
+    for i, j in win.offsets():
+        np.multiply(xp[:, win.rows(i), win.cols(j), :, None], f[i, j], out=tmp)
+        out += tmp
+    return out.reshape(n, win.oh, win.ow, c * m)
+
+
+def depthwise_backprop_input(dy, f, win, in_shape):
+    kh, kw, c, m = f.shape
+    dy5 = dy.reshape(dy.shape[0], win.oh, win.ow, c, m)
+    pt, pb, pl, pr = win.pads
+    n, h, w, _ = in_shape
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
+    for i, j in win.offsets():
+        dxp[:, win.rows(i), win.cols(j), :] += np.einsum("nhwcm,cm->nhwc", dy5, f[i, j])
+    return _crop(dxp, win, h, w)
+
+
+def depthwise_backprop_filter(x, dy, win, f_shape):
+    kh, kw, c, m = f_shape
+    xp = _pad(x, win)
+    dy5 = dy.reshape(dy.shape[0], win.oh, win.ow, c, m)
+    df = np.empty((kh, kw, c, m), dtype=dy.dtype)
+    for i, j in win.offsets():
+        df[i, j] = np.einsum("nhwc,nhwcm->cm", xp[:, win.rows(i), win.cols(j), :], dy5)
+    return df
+
+
+# --- pooling ----------------------------------------------------------------------------------
+def _tiles(win, h, w):
+    """Non-overlapping, unpadded windows (the usual 2x2/2): pooling is a reshape."""
+    return (win.kh == win.sh and win.kw == win.sw and win.dh == win.dw == 1
+            and not win.padded and win.oh * win.kh <= h and win.ow * win.kw <= w)
+
+
+def _tiled(x, win):
+    n, h, w, c = x.shape
+    x = x[:, :win.oh * win.kh, :win.ow * win.kw, :]
+    return x.reshape(n, win.oh, win.kh, win.ow, win.kw, c)
+
+
+def max_pool(x, win):
+    if _tiles(win, x.shape[1], x.shape[2]):
+        return _tiled(x, win).max(axis=(2, 4))
+    xp = _pad(x, win, -np.inf)
+    out = None
+    for i, j in win.offsets():
+        s = xp[:, win.rows(i), win.cols(j), :]
+        out = s.copy() if out is None else np.maximum(out, s, out=out)
+    return out
+
+
+def _argmax(x, win):
+    """Index k = i*KW + j of each window's first maximum (TensorFlow's tie rule), and the
+    padded input."""
+    xp = _pad(x, win, -np.inf)
+    best, arg = None, None
+    for k, (i, j) in enumerate(win.offsets()):
+        s = xp[:, win.rows(i), win.cols(j), :]
+        if best is None:
+            best, arg = s.copy(), np.zeros(s.shape, np.int32)
+            continue
+        better = s > best
+        best[better] = s[better]
+        arg[better] = k
+    return arg
+
+
+def max_pool_grad(x, dy, win):
+    arg = _argmax(x, win)
+    n, h, w, c = x.shape
+    pt, pb, pl, pr = win.pads
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
+    zero = dy.dtype.type(0)
+    for k, (i, j) in enumerate(win.offsets()):
+        dxp[:, win.rows(i), win.cols(j), :] += np.where(arg == k, dy, zero)
+    return _crop(dxp, win, h, w)
+
+
+def max_pool_grad_grad(x, g, win):
+    """The gradient flowing into each window's argmax, read back out (shape of the output)."""
+    arg = _argmax(x, win)
+    gp = _pad(g, win)
+    out = np.zeros(arg.shape, dtype=g.dtype)
+    for k, (i, j) in enumerate(win.offsets()):
+        sel = arg == k
+        out[sel] = gp[:, win.rows(i), win.cols(j), :][sel]
+    return out
+
+
+def _window_counts(win, h, w, dtype):
+    """Number of real (unpadded) inputs under each window, shape (OH, OW, 1)."""
+    def axis(o, k, s, d, lo, size):
+        start = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d - lo
+        return ((start >= 0) & (start < size)).sum(1)
+
+    ch = axis(win.oh, win.kh, win.sh, win.dh, win.pads[0], h)
+    cw = axis(win.ow, win.kw, win.sw, win.dw, win.pads[2], w)
+    return (ch[:, None] * cw[None, :]).astype(dtype)[:, :, None]
+
+
+def avg_pool(x, win):
+    if _tiles(win, x.shape[1], x.shape[2]):
+        return _tiled(x, win).mean(axis=(2, 4), dtype=x.dtype)
+    xp = _pad(x, win)
+    out = None
+    for i, j in win.offsets():
+        s = xp[:, win.rows(i), win.cols(j), :]
+        out = s.copy() if out is None else np.add(out, s, out=out)
+    return out / _window_counts(win, x.shape[1], x.shape[2], x.dtype)
+
+
+def avg_pool_grad(dy, win, in_shape):
+    n, h, w, c = in_shape
+    g = dy / _window_counts(win, h, w, dy.dtype)
+    pt, pb, pl, pr = win.pads
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
+    for i, j in win.offsets():
+        dxp[:, win.rows(i), win.cols(j), :] += g
+    return _crop(dxp, win, h, w)
+
+
+# --- kernel factories ---------------------------------------------------------------------------
+def _layout(op):
+    """(to_nhwc, from_nhwc, sizes_to_nhwc) for the op's data_format."""
+    if op.attrs.get("data_format", "NHWC") == "NCHW":
+        def to_nhwc(a):
+            return a.transpose(0, 2, 3, 1)
+
+        def from_nhwc(a):
+            return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+        return to_nhwc, from_nhwc, lambda s: [s[0], s[2], s[3], s[1]]
+    return (lambda a: a), (lambda a: a), list
+
+
+def _nhwc_attr(op, name, default=(1, 1, 1, 1)):
+    v = list(op.attrs.get(name, default))
+    if op.attrs.get("data_format", "NHWC") == "NCHW":
+        return [v[0], v[2], v[3], v[1]]
+    return v
+
+
+def _nhwc_pads(op):
+    ex = list(op.attrs.get("explicit_paddings", ()))
+    if ex and op.attrs.get("data_format", "NHWC") == "NCHW":
+        ex = ex[0:2] + ex[4:8] + ex[2:4]
+    return ex
+
+
+def _window_factory(op):
+    strides, dil = _nhwc_attr(op, "strides"), _nhwc_attr(op, "dilations")
+    padding, ex = op.attrs["padding"], _nhwc_pads(op)
+
+    def win(in_shape, kh, kw):
+        try:
+            return window(in_shape[1], in_shape[2], kh, kw, strides, dil, padding, ex)
+        except ValueError as e:
+            raise errors.InvalidArgumentError(None, op, f"{op.type} '{op.name}': {e}") from None
+
+    return win
+
+
+def _check_out(op, win, dy):
+    if dy.shape[1:3] != (win.oh, win.ow):
+        raise errors.InvalidArgumentError(
+            None, op, f"{op.type} '{op.name}': out_backprop has spatial size "
+            f"{dy.shape[1]}x{dy.shape[2]} but the forward op would produce {win.oh}x{win.ow}")
+
+
+def _conv_family(fwd, bwd_input, bwd_filter, prefix):
+    def forward(op, ctx):
+        to, back, _ = _layout(op)
+        win = _window_factory(op)
+
+        def run(x, f):
+            x = to(x)
+            return back(fwd(x, f, win(x.shape, f.shape[0], f.shape[1])))
+
+        return run
+
+    def backprop_input(op, ctx):
+        to, back, sizes = _layout(op)
+        win = _window_factory(op)
+
+        def run(input_sizes, f, dy):
+            shape = tuple(int(s) for s in sizes(list(input_sizes)))
+            dy = to(dy)
+            w = win(shape, f.shape[0], f.shape[1])
+            _check_out(op, w, dy)
+            return back(bwd_input(dy, f, w, shape))
+
+        return run
+
+    def backprop_filter(op, ctx):
+        to, back, _ = _layout(op)
+        win = _window_factory(op)
+
+        def run(x, filter_sizes, dy):
+            x, dy = to(x), to(dy)
+            f_shape = tuple(int(s) for s in filter_sizes)
+            w = win(x.shape, f_shape[0], f_shape[1])
+            _check_out(op, w, dy)
+            return bwd_filter(x, dy, w, f_shape)
+
+        return run
+
+    register_kernel(prefix)(forward)
+    register_kernel(prefix + "BackpropInput")(backprop_input)
+    register_kernel(prefix + "BackpropFilter")(backprop_filter)
+
+
+_conv_family(conv2d, conv2d_backprop_input, conv2d_backprop_filter, "Conv2D")
+_conv_family(depthwise_conv2d, depthwise_backprop_input, depthwise_backprop_filter,
+             "DepthwiseConv2dNative")
+
+
+def _pool_window(op):
+    ksize = _nhwc_attr(op, "ksize")
+    win = _window_factory(op)
+    return lambda shape: win(shape, ksize[1], ksize[2])
+
+
+@register_kernel("MaxPool")
+def _max_pool(op, ctx):
+    to, back, _ = _layout(op)
+    win = _pool_window(op)
+
+    def run(x):
+        x = to(x)
+        return back(max_pool(x, win(x.shape)))
+
+    return run
+
+
+@register_kernel("MaxPoolGrad")
+def _max_pool_grad(op, ctx):
+    to, back, _ = _layout(op)
+    win = _pool_window(op)
+
+    def run(x, y, dy):
+        x = to(x)
+        return back(max_pool_grad(x, to(dy), win(x.shape)))
+
+    return run
+
+
+@register_kernel("MaxPoolGradGrad")
+def _max_pool_grad_grad(op, ctx):
+    to, back, _ = _layout(op)
+    win = _pool_window(op)
+
+    def run(x, y, g):
+        x = to(x)
+        return back(max_pool_grad_grad(x, to(g), win(x.shape)))
+
+    return run
+
+
+@register_kernel("AvgPool")
+def _avg_pool(op, ctx):
+    to, back, _ = _layout(op)
+    win = _pool_window(op)
+
+    def run(x):
+        x = to(x)
+        return back(avg_pool(x, win(x.shape)))
+
+    return run
+
+
+@register_kernel("AvgPoolGrad")
+def _avg_pool_grad(op, ctx):
+    to, back, sizes = _layout(op)
+    win = _pool_window(op)
+
+    def run(orig_input_shape, dy):
+        shape = tuple(int(s) for s in sizes(list(orig_input_shape)))
+        return back(avg_pool_grad(to(dy), win(shape), shape))
+
+    return run
+
+
+# --- fused batch norm ---------------------------------------------------------------------------
+def _bn_axes(op, x):
+    if op.attrs.get("data_format", "NHWC") in ("NCHW", "NCDHW"):
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, -1) + (1,) * (x.ndim - 2)
+    else:
+        axes = tuple(range(x.ndim - 1))
+        bshape = (1,) * (x.ndim - 1) + (-1,)
+    return axes, bshape
+
+
+def _fused_batch_norm(op, ctx):
+    eps = float(op.attrs["epsilon"])
+    training = bool(op.attrs["is_training"])
+    v3 = op.type == "FusedBatchNormV3"
+
+    def run(x, scale, offset, mean, variance):
+        axes, bshape = _bn_axes(op, x)
+        u = scale.dtype
+        xf = x.astype(u, copy=False)
+        if training:
+            mean = xf.mean(axis=axes, dtype=u)
+            centered = xf - mean.reshape(bshape)
+            var = np.square(centered).mean(axis=axes, dtype=u)
+            n = x.size // max(mean.size, 1)
+            # the running average wants the unbiased estimate; normalization uses the biased one
+            out_var = var * u.type(n / max(n - 1, 1))
+        else:
+            centered = xf - mean.reshape(bshape)
+            var = out_var = variance
+        # outputs never alias inputs (a fed or variable mean) nor each other
+        mean, var, out_var = mean.copy(), var.copy(), out_var.copy()
+        inv = 1.0 / np.sqrt(var + u.type(eps))
+        y = centered * (inv * scale).reshape(bshape) + offset.reshape(bshape)
+        outs = (y.astype(x.dtype, copy=False), mean, out_var, mean.copy(), var)
+        return outs + (np.empty(0, u),) if v3 else outs
+
+    return run
+
+
+def _fused_batch_norm_grad(op, ctx):
+    eps = float(op.attrs["epsilon"])
+    training = bool(op.attrs["is_training"])
+
+    def run(dy, x, scale, mean, var, *unused):
+        axes, bshape = _bn_axes(op, x)
+        u = scale.dtype
+        dyf, xf = dy.astype(u, copy=False), x.astype(u, copy=False)
+        inv = 1.0 / np.sqrt(var + u.type(eps))
+        x_hat = (xf - mean.reshape(bshape)) * inv.reshape(bshape)
+        d_offset = dyf.sum(axis=axes, dtype=u)
+        d_scale = (dyf * x_hat).sum(axis=axes, dtype=u)
+        if training:
+            n = x.size // max(mean.size, 1)
+            dx = (scale * inv).reshape(bshape) * (
+                dyf - (d_offset / n).reshape(bshape) - x_hat * (d_scale / n).reshape(bshape))
+        else:
+            dx = dyf * (scale * inv).reshape(bshape)
+        empty = np.empty(0, u)
+        return dx.astype(x.dtype, copy=False), d_scale, d_offset, empty, empty
+
+    return run
+
+
+for _t in ("FusedBatchNorm", "FusedBatchNormV3"):
+    register_kernel(_t)(_fused_batch_norm)
+for _t in ("FusedBatchNormGrad", "FusedBatchNormGradV3"):
+    register_kernel(_t)(_fused_batch_norm_grad)
