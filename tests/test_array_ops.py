@@ -430,3 +430,20 @@ def test_second_order_through_gather_and_concat():
     # d2/dx2 of tanh is -2 tanh sech^2; x0 used once, x1 once, x2 twice
     d2 = -2 * np.tanh(xv) / np.cosh(xv) ** 2
     np.testing.assert_allclose(got, d2 * np.array([1, 1, 2]))
+
+
+def test_static_shapes_see_through_shape_slices():
+    x = tw.placeholder(tw.float32, [None, 3, 4])
+    assert tw.reshape(x, [tw.shape(x)[0], -1]).shape.as_list() == [None, 12]
+    assert tw.reshape(x, tw.stack([-1, tw.shape(x)[2]])).shape.as_list() == [None, 4]
+    assert tw.reshape(x, [tw.shape(x)[0], tw.shape(x)[1], 2, -1]).shape.as_list() == \
+        [None, 3, 2, 2]
+    other = tw.placeholder(tw.float32, [None])
+    assert tw.reshape(x, [tw.shape(other)[0], -1]).shape.as_list() == [None, None]
+    assert tw.zeros([tw.shape(x)[0], tw.shape(x)[-1]]).shape.as_list() == [None, 4]
+    assert tw.one_hot([0, 1], tw.shape(x)[1]).shape.as_list() == [2, 3]
+    with pytest.raises(ValueError, match=r"\(\?, 3, 4\).*not divisible by 5"):
+        tw.reshape(x, [tw.shape(x)[0], 5, -1])
+    p = tw.placeholder(tw.float64, [5, 2])
+    (g,) = tw.gradients(tw.reduce_sum(tw.gather(p, [1])), [p])
+    assert tw.convert_to_tensor(g).shape.as_list() == [5, 2]

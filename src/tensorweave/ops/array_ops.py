@@ -86,22 +86,60 @@ def shape(input, name=None, out_type=dtypes.int32):  # noqa: A002
 @register_op("Reshape", view_of=0)
 def _reshape_infer(op):
     x, s = op.inputs
-    target = constant_value_as_shape(s)
-    dims = target.as_tuple()
-    n_in = x.shape.num_elements()
-    if dims is not None and n_in is not None:
-        known = [d for d in dims if d is not None]
-        prod = int(np.prod(known)) if known else 1
-        unknown = [i for i, d in enumerate(dims) if d is None]
-        if not unknown and prod != n_in:
-            raise ValueError(f"Cannot reshape a tensor of shape {x.shape} ({n_in} elements) "
-                             f"to shape {list(dims)} ({prod} elements)")
-        if len(unknown) == 1 and (prod == 0 or n_in % prod):
-            raise ValueError(f"Cannot reshape a tensor of shape {x.shape} ({n_in} elements) to "
-                             f"shape {[-1 if d is None else d for d in dims]}")
-        if len(unknown) == 1:
-            dims = tuple(n_in // prod if d is None else d for d in dims)
-    return [(x.dtype, TensorShape(dims))]
+    entries = _reshape_entries(s, x)
+    if entries is None:
+        return [(x.dtype, constant_value_as_shape(s))]
+    xd = x.shape.as_tuple()
+    out = [xd[e[1]] if isinstance(e, tuple) else (None if e == -1 else e) for e in entries]
+    if xd is None or entries.count(-1) > 1:
+        return [(x.dtype, TensorShape(out))]
+    # x's unknown dims that reappear in the target (``tw.shape(x)[0]``) cancel out
+    unknown_in = [i for i, d in enumerate(xd) if d is None]
+    prod_in = int(np.prod([d for d in xd if d is not None]))
+    prod_out, open_out = 1, False
+    for e in entries:
+        if isinstance(e, tuple) and xd[e[1]] is None and e[1] in unknown_in:
+            unknown_in.remove(e[1])
+        elif isinstance(e, tuple) and xd[e[1]] is not None:
+            prod_out *= xd[e[1]]
+        elif e is None or isinstance(e, tuple):
+            open_out = True
+        elif e != -1:
+            prod_out *= e
+    if unknown_in or open_out:
+        return [(x.dtype, TensorShape(out))]
+    target = [-1 if d is None else d for d in out]
+    if -1 not in entries:
+        if prod_in != prod_out:
+            raise ValueError(f"Cannot reshape a tensor of shape {x.shape} ({prod_in} elements) "
+                             f"to shape {target} ({prod_out} elements)")
+        return [(x.dtype, TensorShape(out))]
+    if prod_out == 0 or prod_in % prod_out:
+        if prod_in == 0:  # zero elements: -1 is ambiguous
+            return [(x.dtype, TensorShape(out))]
+        raise ValueError(f"Cannot reshape a tensor of shape {x.shape} ({prod_in} elements) to "
+                         f"shape {target}: {prod_in} is not divisible by {prod_out}")
+    out[entries.index(-1)] = prod_in // prod_out
+    return [(x.dtype, TensorShape(out))]
+
+
+def _reshape_entries(s, x):
+    """Reshape's target as a list of ints (-1 kept), None for unknown entries and ``("ref", i)``
+    for ``tw.shape(x)[i]`` of the reshaped tensor itself; None when its length is unknown."""
+    v = constant_value(s)
+    if v is not None:
+        return [int(a) for a in np.asarray(v).reshape(-1)]
+    if s.op.type == "Pack" and s.op.attrs.get("axis", 0) == 0 and s.shape.ndims == 1:
+        out = []
+        for t in s.op.inputs:
+            ref = _shape_ref(t)
+            if ref is not None and ref[0] is x:
+                out.append(("ref", ref[1]))
+            else:
+                out.append(_static_scalar(t))
+        return out
+    dims = constant_value_as_shape(s).as_tuple()
+    return None if dims is None else list(dims)
 
 
 def reshape(tensor, shape, name=None):
@@ -115,7 +153,7 @@ def _fill_infer(op):
     dims, value = op.inputs
     if value.shape.ndims not in (None, 0):
         raise ValueError(f"Fill's value must be a scalar, got shape {value.shape}")
-    return [(value.dtype, constant_value_as_shape(dims))]
+    return [(value.dtype, _target_shape(dims))]
 
 
 def fill(dims, value, name=None):
@@ -174,11 +212,11 @@ def ones_like(tensor, dtype=None, name=None, optimize=True):
 @register_op("UnsortedSegmentSum")
 def _unsorted_segment_sum_infer(op):
     data, ids, num = op.inputs
-    n = constant_value(num)
+    n = _static_scalar(num)
     ids_rank = ids.shape.ndims
     if data.shape.ndims is None or ids_rank is None:
         return [(data.dtype, TensorShape(None))]
-    return [(data.dtype, TensorShape([None if n is None else int(n)])
+    return [(data.dtype, TensorShape([n])
              .concatenate(data.shape[ids_rank:]))]
 
 
@@ -194,7 +232,7 @@ def unsorted_segment_sum(data, segment_ids, num_segments, name=None):
 def _broadcast_to_infer(op):
     from tensorweave.framework.tensor_shape import broadcast_shape
     x, s = op.inputs
-    target = constant_value_as_shape(s)
+    target = _target_shape(s)
     out = broadcast_shape(x.shape, target)
     if target.ndims is not None and out.ndims is not None and out.ndims != target.ndims:
         raise ValueError(f"Cannot broadcast shape {x.shape} to {target}")
@@ -297,18 +335,43 @@ def _partial_ints(t):
     if v is not None:
         return [int(a) for a in np.asarray(v).reshape(-1)]
     if t.op.type == "Pack" and t.op.attrs.get("axis", 0) == 0 and t.shape.ndims == 1:
-        out = []
-        for s in t.op.inputs:
-            c = constant_value(s)
-            out.append(None if c is None or np.ndim(c) != 0 else int(c))
-        return out
+        return [_static_scalar(s) for s in t.op.inputs]
     n = t.shape[0].value if t.shape.ndims == 1 else None
     return None if n is None else [None] * n
 
 
-def _const_int(t):
+def _shape_ref(t):
+    """``(x, i)`` when ``t`` is ``tw.shape(x)[i]`` (x of known rank), else None."""
+    op = t.op
+    if op.type != "StridedSlice" or op.attrs["shrink_axis_mask"] != 1 or \
+            op.attrs["ellipsis_mask"] or op.attrs["new_axis_mask"] or \
+            op.inputs[0].op.type != "Shape":
+        return None
+    x = op.inputs[0].op.inputs[0]
+    b = constant_value(op.inputs[1])
+    rank = x.shape.ndims
+    if b is None or np.size(b) != 1 or rank is None or not -rank <= int(np.ravel(b)[0]) < rank:
+        return None
+    return x, int(np.ravel(b)[0]) % rank
+
+
+def _static_scalar(t):
+    """An int scalar tensor's value when known at build time (constants, ``tw.shape(x)[i]``)."""
     v = constant_value(t)
-    return None if v is None or np.ndim(v) != 0 else int(v)
+    if v is not None:
+        return int(v) if np.ndim(v) == 0 else None
+    ref = _shape_ref(t)
+    return None if ref is None else ref[0].shape[ref[1]].value
+
+
+_const_int = _static_scalar
+
+
+def _target_shape(s):
+    """The static shape named by a 1-D shape tensor, seeing through packed ``tw.shape(x)[i]``."""
+    if s.op.type == "Pack" and s.op.attrs.get("axis", 0) == 0 and s.shape.ndims == 1:
+        return TensorShape([None if d is None or d < 0 else d for d in _partial_ints(s)])
+    return constant_value_as_shape(s)
 
 
 def _canon_axis(axis, rank, what="axis", extra=0):
@@ -720,7 +783,7 @@ def _len_of(t):
 @register_op("StridedSliceGrad")
 def _strided_slice_grad_infer(op):
     shp, _, _, _, dy = op.inputs
-    return [(dy.dtype, constant_value_as_shape(shp))]
+    return [(dy.dtype, _target_shape(shp))]
 
 
 def strided_slice_grad(shape, begin, end, strides, dy, begin_mask=0, end_mask=0,  # noqa: A002
@@ -845,7 +908,7 @@ def gather_nd(params, indices, name=None, batch_dims=0):
 @register_op("ScatterNd")
 def _scatter_nd_infer(op):
     _, updates, shp = op.inputs
-    return [(updates.dtype, constant_value_as_shape(shp))]
+    return [(updates.dtype, _target_shape(shp))]
 
 
 def scatter_nd(indices, updates, shape, name=None):  # noqa: A002
