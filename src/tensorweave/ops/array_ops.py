@@ -173,6 +173,7 @@ def zeros(shape, dtype=dtypes.float32, name=None):
 
 
 def ones(shape, dtype=dtypes.float32, name=None):
+    """A tensor of ones: ``tw.ones([3, 4])``."""
     dtype = dtypes.as_dtype(dtype)
     if isinstance(shape, (list, tuple, int, np.ndarray, TensorShape)) and \
             not any(hasattr(d, "op") for d in np.atleast_1d(np.asarray(shape, dtype=object))):
@@ -190,6 +191,7 @@ register_op("OnesLike")(_zeros_like_infer)
 
 
 def zeros_like(tensor, dtype=None, name=None, optimize=True):
+    """Zeros with the shape (and by default the dtype) of ``tensor``."""
     x = convert_to_tensor(tensor)
     if dtype is not None and dtypes.as_dtype(dtype) != x.dtype:
         return zeros(shape(x), dtype=dtype, name=name)
@@ -200,6 +202,7 @@ def zeros_like(tensor, dtype=None, name=None, optimize=True):
 
 
 def ones_like(tensor, dtype=None, name=None, optimize=True):
+    """Ones with the shape (and by default the dtype) of ``tensor``."""
     x = convert_to_tensor(tensor)
     if dtype is not None and dtypes.as_dtype(dtype) != x.dtype:
         return ones(shape(x), dtype=dtype, name=name)
