@@ -259,7 +259,22 @@ BN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", _fwd_cases() + GRAD_CASES + BN_CASES, ids=str)
+def ref_lrn(x, r=2, bias=1.5, alpha=0.3, beta=0.75):
+    out = np.empty_like(x)
+    for d in range(x.shape[-1]):
+        sq = np.square(x[..., max(0, d - r):d + r + 1]).sum(-1)
+        out[..., d] = x[..., d] / (bias + alpha * sq) ** beta
+    return out
+
+
+LRN_CASES = [
+    OpCase("lrn", lambda x: tw.nn.local_response_normalization(x, 2, 1.5, 0.3, 0.75), ref_lrn,
+           [(2, 2, 3, 6)]),
+    OpCase("lrn_defaults", tw.nn.lrn, lambda x: ref_lrn(x, 5, 1.0, 1.0, 0.5), [(1, 2, 2, 4)]),
+]
+
+
+@pytest.mark.parametrize("case", _fwd_cases() + GRAD_CASES + BN_CASES + LRN_CASES, ids=str)
 def test_op(case):
     check_case(case)
 

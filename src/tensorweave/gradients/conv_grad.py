@@ -87,3 +87,8 @@ def _fused_batch_norm_grad(op, dy, *unused_output_grads):
 
 RegisterGradient("FusedBatchNorm")(_fused_batch_norm_grad)
 RegisterGradient("FusedBatchNormV3")(_fused_batch_norm_grad)
+
+
+@RegisterGradient("LRN")
+def _lrn_grad(op, grad):
+    return [make("LRNGrad", [grad, op.inputs[0], op.outputs[0]], dict(op.attrs), name="LRNGrad")]

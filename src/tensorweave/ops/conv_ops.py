@@ -480,27 +480,22 @@ def _math():
 
 def moments(x, axes, shift=None, name=None, keep_dims=None, keepdims=None):
     """Mean and (biased) variance of ``x`` over ``axes``: ``mean, var = tw.nn.moments(x, [0])``."""
+    from tensorweave.ops import array_ops
     m = _math()
     keep = bool(keepdims if keepdims is not None else keep_dims)
     x = convert_to_tensor(x)
     with name_scope(name, "moments"):
         y = m.cast(x, dtypes.float32) if x.dtype == dtypes.float16 else x
         mean = m.reduce_mean(y, axes, keepdims=True, name="mean")
-        from tensorweave.ops import array_ops
-        # the variance's gradient through the mean is zero, so the shift needs none
+        # d(variance)/d(mean) is zero at the mean, so the shift needs no gradient path
         variance = m.reduce_mean(m.squared_difference(y, array_ops.stop_gradient(mean)), axes,
-                                 keepdims=keep, name="variance")
+                                 keepdims=True, name="variance")
         if not keep:
-            mean = m.reduce_mean(mean, axes, keepdims=False, name="mean_squeezed") \
-                if _no_squeeze() else array_ops.squeeze(mean, axes)
+            mean = array_ops.squeeze(mean, axes)
+            variance = array_ops.squeeze(variance, axes)
         if x.dtype == dtypes.float16:
             mean, variance = m.cast(mean, x.dtype), m.cast(variance, x.dtype)
         return mean, variance
-
-
-def _no_squeeze():
-    from tensorweave.ops import array_ops
-    return not hasattr(array_ops, "squeeze")
 
 
 def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
@@ -515,8 +510,38 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
         return x * m.cast(inv, x.dtype) + m.cast(shift, x.dtype)
 
 
+@register_op("LRN")
+def _lrn_infer(op):
+    x = op.inputs[0]
+    x.shape.with_rank(4)
+    return [(x.dtype, x.shape)]
+
+
+@register_op("LRNGrad")
+def _lrn_grad_infer(op):
+    g, x, y = op.inputs
+    if not g.shape.is_compatible_with(x.shape):
+        raise ValueError(f"LRNGrad: input_grads shape {g.shape} must match input_image shape "
+                         f"{x.shape}")
+    return [(g.dtype, x.shape)]
+
+
+def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0,  # noqa: A002
+                                 beta=0.5, name=None):
+    """``x / (bias + alpha * sum(x[..., d-r:d+r+1] ** 2)) ** beta`` over the last axis."""
+    x = convert_to_tensor(input)
+    if int(depth_radius) < 0:
+        raise ValueError(f"local_response_normalization: depth_radius must be >= 0, got "
+                         f"{depth_radius}")
+    attrs = {"T": x.dtype, "depth_radius": int(depth_radius), "bias": float(bias),
+             "alpha": float(alpha), "beta": float(beta)}
+    return make("LRN", [x], attrs, name=name or "LRN")
+
+
+lrn = local_response_normalization
+
 __all__ = ["conv2d", "conv2d_backprop_input", "conv2d_backprop_filter", "conv2d_transpose",
            "depthwise_conv2d", "depthwise_conv2d_native",
            "depthwise_conv2d_native_backprop_input", "depthwise_conv2d_native_backprop_filter",
            "max_pool", "max_pool2d", "avg_pool", "avg_pool2d", "fused_batch_norm", "moments",
-           "batch_normalization"]
+           "batch_normalization", "local_response_normalization", "lrn"]

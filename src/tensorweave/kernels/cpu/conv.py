@@ -2,14 +2,16 @@
 
 All window arithmetic happens in NHWC; NCHW inputs are transposed views on the way in and out.
 A convolution is im2col + one BLAS matmul: a strided view of the padded input with shape
-(N, OH, OW, KH, KW, C) costs nothing until it is reshaped into the (N*OH*OW, KH*KW*C) column
-matrix. The input gradient multiplies the output gradient back into columns and scatter-adds
-them (col2im, KH*KW strided adds); the filter gradient is one matmul of columns and gradient.
+(N, OH, OW, KH, KW, C) costs nothing until it is copied into the (N*OH*OW, KH*KW*C) column
+matrix. The input gradient multiplies the output gradient by the filter into one block per
+tap and scatter-adds the blocks (col2im, KH*KW strided adds); the filter gradient is one
+matmul of columns and gradient.
 Pools loop over the KH*KW window offsets with whole-tensor NumPy ops.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -17,6 +19,26 @@ from numpy.lib.stride_tricks import as_strided
 
 from tensorweave.framework import errors
 from tensorweave.framework.registry import register_kernel
+
+
+class Scratch(threading.local):
+    """Work buffers one kernel instance reuses across steps (per thread, never returned):
+    refilling a warm buffer is several times cheaper than faulting in a fresh one each step."""
+
+    MAX_ELEMENTS = 1 << 25  # larger buffers are allocated per call instead of held
+
+    def get(self, key, shape, dtype):
+        buf = self.__dict__.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            if int(np.prod(shape)) > self.MAX_ELEMENTS:
+                return np.empty(shape, dtype)
+            buf = self.__dict__[key] = np.empty(shape, dtype)
+        return buf
+
+    def zeros(self, key, shape, dtype):
+        buf = self.get(key, shape, dtype)
+        buf.fill(0)
+        return buf
 
 
 # --- window geometry ----------------------------------------------------------------------------
@@ -98,39 +120,57 @@ def _patches(xp, win):
                       writeable=False)
 
 
-def _col2im(cols, win, shape):
-    """Scatter-adds (N, OH, OW, KH, KW, C) columns into an NHWC tensor of ``shape``."""
+def _zeros_padded(win, shape, dtype, scratch):
+    """The zeroed padded-gradient accumulator (scratch when it is only cropped from)."""
     n, h, w, c = shape
     pt, pb, pl, pr = win.pads
-    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
-    for i, j in win.offsets():
-        dxp[:, win.rows(i), win.cols(j), :] += cols[:, :, :, i, j, :]
-    return _crop(dxp, win, h, w)
+    full = (n, h + pt + pb, w + pl + pr, c)
+    if win.padded and scratch is not None:
+        return scratch.zeros("dxp", full, dtype)
+    return np.zeros(full, dtype)
+
+
+def _im2col(x, win, scratch=None):
+    """The (N*OH*OW, KH*KW*C) column matrix of ``x``'s windows."""
+    p = _patches(_pad(x, win), win)
+    if scratch is None:
+        return p.reshape(-1, win.kh * win.kw * x.shape[3])
+    cols = scratch.get("cols", p.shape, p.dtype)
+    np.copyto(cols, p)
+    return cols.reshape(-1, win.kh * win.kw * x.shape[3])
 
 
 # --- convolution ------------------------------------------------------------------------------
-def conv2d(x, f, win):
+def conv2d(x, f, win, scratch=None):
     """NHWC input, HWIO filter -> NHWC output."""
-    n = x.shape[0]
     kh, kw, c, o = f.shape
-    cols = _patches(_pad(x, win), win).reshape(n * win.oh * win.ow, kh * kw * c)
-    return (cols @ f.reshape(kh * kw * c, o)).reshape(n, win.oh, win.ow, o)
+    cols = _im2col(x, win, scratch)
+    return (cols @ f.reshape(kh * kw * c, o)).reshape(x.shape[0], win.oh, win.ow, o)
 
 
-def conv2d_backprop_input(dy, f, win, in_shape):
+def conv2d_backprop_input(dy, f, win, in_shape, scratch=None):
+    """col2im: one batched matmul gives every tap's contribution as a contiguous block,
+    which is added into the (strided) input positions that tap read."""
     kh, kw, c, o = f.shape
-    n = dy.shape[0]
-    cols = dy.reshape(-1, o) @ f.reshape(kh * kw * c, o).T
-    return _col2im(cols.reshape(n, win.oh, win.ow, kh, kw, c), win, in_shape)
+    m = dy.shape[0] * win.oh * win.ow
+    dtype = np.result_type(dy, f)
+    shape = (kh * kw, m, c)
+    blocks = np.empty(shape, dtype) if scratch is None else scratch.get("blocks", shape, dtype)
+    f_t = np.ascontiguousarray(f.reshape(kh * kw, c, o).transpose(0, 2, 1))
+    np.matmul(dy.reshape(1, m, o), f_t, out=blocks)
+    dxp = _zeros_padded(win, in_shape, dtype, scratch)
+    for k, (i, j) in enumerate(win.offsets()):
+        dxp[:, win.rows(i), win.cols(j), :] += blocks[k].reshape(-1, win.oh, win.ow, c)
+    return _crop(dxp, win, in_shape[1], in_shape[2])
 
 
-def conv2d_backprop_filter(x, dy, win, f_shape):
+def conv2d_backprop_filter(x, dy, win, f_shape, scratch=None):
     kh, kw, c, o = f_shape
-    cols = _patches(_pad(x, win), win).reshape(-1, kh * kw * c)
+    cols = _im2col(x, win, scratch)
     return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
 
 
-def depthwise_conv2d(x, f, win):
+def depthwise_conv2d(x, f, win, scratch=None):
     """Channel c of the input, filtered by f[:, :, c, m], gives output channel c*M + m."""
     xp = _pad(x, win)
     n, _, _, c = x.shape
@@ -143,7 +183,7 @@ def depthwise_conv2d(x, f, win):
     return out.reshape(n, win.oh, win.ow, c * m)
 
 
-def depthwise_backprop_input(dy, f, win, in_shape):
+def depthwise_backprop_input(dy, f, win, in_shape, scratch=None):
     kh, kw, c, m = f.shape
     dy5 = dy.reshape(dy.shape[0], win.oh, win.ow, c, m)
     pt, pb, pl, pr = win.pads
@@ -154,7 +194,7 @@ def depthwise_backprop_input(dy, f, win, in_shape):
     return _crop(dxp, win, h, w)
 
 
-def depthwise_backprop_filter(x, dy, win, f_shape):
+def depthwise_backprop_filter(x, dy, win, f_shape, scratch=None):
     kh, kw, c, m = f_shape
     xp = _pad(x, win)
     dy5 = dy.reshape(dy.shape[0], win.oh, win.ow, c, m)
@@ -189,27 +229,37 @@ def max_pool(x, win):
 
 
 def _argmax(x, win):
-    """Index k = i*KW + j of each window's first maximum (TensorFlow's tie rule), and the
-    padded input."""
+    """Index k = i*KW + j of each window's first maximum (TensorFlow's tie rule)."""
     xp = _pad(x, win, -np.inf)
-    best, arg = None, None
+    best = arg = None
     for k, (i, j) in enumerate(win.offsets()):
         s = xp[:, win.rows(i), win.cols(j), :]
         if best is None:
             best, arg = s.copy(), np.zeros(s.shape, np.int32)
             continue
-        better = s > best
-        best[better] = s[better]
-        arg[better] = k
+        np.copyto(arg, k, where=s > best)
+        np.maximum(best, s, out=best)
     return arg
 
 
 def max_pool_grad(x, dy, win):
-    arg = _argmax(x, win)
     n, h, w, c = x.shape
-    pt, pb, pl, pr = win.pads
-    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dy.dtype)
     zero = dy.dtype.type(0)
+    if _tiles(win, h, w):
+        # windows are disjoint: each tap's gradient is written once, no accumulation
+        xt = _tiled(x, win)
+        top = xt.max(axis=(2, 4))
+        taken = np.zeros(top.shape, bool)
+        dx = np.zeros((n, h, w, c), dtype=dy.dtype)
+        dxt = _tiled(dx, win)
+        for i, j in win.offsets():
+            hit = xt[:, :, i, :, j, :] == top
+            hit &= ~taken
+            taken |= hit
+            np.multiply(dy, hit, out=dxt[:, :, i, :, j, :])
+        return dx
+    arg = _argmax(x, win)
+    dxp = _zeros_padded(win, x.shape, dy.dtype, None)
     for k, (i, j) in enumerate(win.offsets()):
         dxp[:, win.rows(i), win.cols(j), :] += np.where(arg == k, dy, zero)
     return _crop(dxp, win, h, w)
@@ -309,37 +359,37 @@ def _check_out(op, win, dy):
 def _conv_family(fwd, bwd_input, bwd_filter, prefix):
     def forward(op, ctx):
         to, back, _ = _layout(op)
-        win = _window_factory(op)
+        win, scratch = _window_factory(op), Scratch()
 
         def run(x, f):
             x = to(x)
-            return back(fwd(x, f, win(x.shape, f.shape[0], f.shape[1])))
+            return back(fwd(x, f, win(x.shape, f.shape[0], f.shape[1]), scratch))
 
         return run
 
     def backprop_input(op, ctx):
         to, back, sizes = _layout(op)
-        win = _window_factory(op)
+        win, scratch = _window_factory(op), Scratch()
 
         def run(input_sizes, f, dy):
             shape = tuple(int(s) for s in sizes(list(input_sizes)))
             dy = to(dy)
             w = win(shape, f.shape[0], f.shape[1])
             _check_out(op, w, dy)
-            return back(bwd_input(dy, f, w, shape))
+            return back(bwd_input(dy, f, w, shape, scratch))
 
         return run
 
     def backprop_filter(op, ctx):
         to, back, _ = _layout(op)
-        win = _window_factory(op)
+        win, scratch = _window_factory(op), Scratch()
 
         def run(x, filter_sizes, dy):
             x, dy = to(x), to(dy)
             f_shape = tuple(int(s) for s in filter_sizes)
             w = win(x.shape, f_shape[0], f_shape[1])
             _check_out(op, w, dy)
-            return bwd_filter(x, dy, w, f_shape)
+            return bwd_filter(x, dy, w, f_shape, scratch)
 
         return run
 
@@ -487,3 +537,43 @@ for _t in ("FusedBatchNorm", "FusedBatchNormV3"):
     register_kernel(_t)(_fused_batch_norm)
 for _t in ("FusedBatchNormGrad", "FusedBatchNormGradV3"):
     register_kernel(_t)(_fused_batch_norm_grad)
+
+
+# --- local response normalization -----------------------------------------------------------------
+def _channel_window_sum(a, r):
+    """sum(a[..., d-r : d+r+1]) for every channel d (zeros past the ends), via a cumsum."""
+    c = a.shape[-1]
+    cs = np.zeros(a.shape[:-1] + (c + 2 * r + 1,), a.dtype)
+    np.cumsum(a, axis=-1, out=cs[..., r + 1:r + 1 + c])
+    cs[..., r + 1 + c:] = cs[..., r + c:r + c + 1]
+    return cs[..., 2 * r + 1:] - cs[..., :c]
+
+
+def _lrn_params(op):
+    a = op.attrs
+    return a["depth_radius"], a["bias"], a["alpha"], a["beta"]
+
+
+@register_kernel("LRN")
+def _lrn(op, ctx):
+    r, bias, alpha, beta = _lrn_params(op)
+
+    def run(x):
+        norm = bias + alpha * _channel_window_sum(np.square(x), r)
+        return (x * norm ** -beta).astype(x.dtype, copy=False)
+
+    return run
+
+
+@register_kernel("LRNGrad")
+def _lrn_grad(op, ctx):
+    r, bias, alpha, beta = _lrn_params(op)
+
+    def run(g, x, y):
+        # y_d = x_d * N_d^-beta, N_d = bias + alpha * sum_{k in W(d)} x_k^2; W is symmetric
+        norm = bias + alpha * _channel_window_sum(np.square(x), r)
+        scaled = norm ** -beta
+        inner = _channel_window_sum(g * x * scaled / norm, r)
+        return (g * scaled - 2.0 * alpha * beta * x * inner).astype(g.dtype, copy=False)
+
+    return run
