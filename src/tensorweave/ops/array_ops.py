@@ -427,6 +427,8 @@ def _transpose_infer(op):
 def transpose(a, perm=None, name="transpose", conjugate=False):
     """Permutes dimensions: ``tw.transpose(x, [1, 0])``; ``perm=None`` reverses them."""
     x = convert_to_tensor(a)
+    if conjugate and x.dtype.is_complex:
+        raise NotImplementedError("transpose(conjugate=True) of complex tensors is not supported")
     if perm is None:
         ndims = x.shape.ndims
         if ndims is not None:
@@ -435,10 +437,7 @@ def transpose(a, perm=None, name="transpose", conjugate=False):
             from tensorweave.ops import math_ops
             r = rank(x)
             perm = math_ops.subtract(math_ops.subtract(r, 1), range(0, r, 1))
-    out = make("Transpose", [x, _shape_arg(perm, "perm")], {}, name=name or "transpose")
-    if conjugate and x.dtype.is_complex:
-        raise NotImplementedError("transpose(conjugate=True) needs tw.conj")
-    return out
+    return make("Transpose", [x, _shape_arg(perm, "perm")], {}, name=name or "transpose")
 
 
 @register_op("InvertPermutation")
