@@ -550,7 +550,8 @@ class Graph:
                 name = name[:-1]
                 if name in self._ops_by_name:
                     raise ValueError(f"Duplicate op name {name!r}")
-                self._names_in_use[name.lower()] = self._names_in_use.get(name.lower(), 0) + 1
+                # the scope already reserved this name: mark it, but don't bump (TF: v, v_1)
+                self._names_in_use.setdefault(name.lower(), 1)
             else:
                 if not _VALID_OP_NAME.match(name):
                     raise ValueError(f"{name!r} is not a valid op name; use letters, digits, "
