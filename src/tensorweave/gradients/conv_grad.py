@@ -4,7 +4,11 @@ the family (a conv's input gradient differentiated w.r.t. the filter is a filter
 
 from __future__ import annotations
 
+from tensorweave.framework.constant_op import constant
 from tensorweave.framework.registry import RegisterGradient
+from tensorweave.gradients.gradients_impl import gradients
+from tensorweave.ops import array_ops
+from tensorweave.ops import math_ops as m
 from tensorweave.ops.conv_ops import shape_tensor
 from tensorweave.ops.op_util import make, make_op
 
@@ -92,3 +96,44 @@ RegisterGradient("FusedBatchNormV3")(_fused_batch_norm_grad)
 @RegisterGradient("LRN")
 def _lrn_grad(op, grad):
     return [make("LRNGrad", [grad, op.inputs[0], op.outputs[0]], dict(op.attrs), name="LRNGrad")]
+
+
+def _fused_batch_norm_grad_grad(op, g_dx, g_dscale, g_doffset, *unused):
+    """Second order: rebuild the batch-norm backward pass from math ops and differentiate that
+    (as TensorFlow does); in training the batch statistics are recomputed from x, so their
+    dependence on x is part of the derivative."""
+    dy, x, scale, saved_mean, saved_var = op.inputs[:5]
+    rank = x.shape.ndims or 4
+    nchw = op.attrs["data_format"] in ("NCHW", "NCDHW")
+    axes = [0] + list(range(2, rank)) if nchw else list(range(rank - 1))
+
+    def per_channel(v):  # a (C,) vector shaped to broadcast against x
+        return array_ops.reshape(v, [1, -1] + [1] * (rank - 2)) if nchw else v
+
+    eps = constant(op.attrs["epsilon"], dtype=scale.dtype)
+    xf, dyf = m.cast(x, scale.dtype), m.cast(dy, scale.dtype)
+    if op.attrs["is_training"]:
+        mean = m.reduce_mean(xf, axes, keepdims=True)
+        centered = xf - mean
+        inv = m.rsqrt(m.reduce_mean(centered * centered, axes, keepdims=True) + eps)
+    else:
+        centered = xf - per_channel(saved_mean)
+        inv = per_channel(m.rsqrt(saved_var + eps))
+    x_hat = centered * inv
+    d_offset = m.reduce_sum(dyf, axes)
+    d_scale = m.reduce_sum(dyf * x_hat, axes)
+    if op.attrs["is_training"]:
+        dx = per_channel(scale) * inv * (dyf - m.reduce_mean(dyf, axes, keepdims=True)
+                                         - x_hat * m.reduce_mean(dyf * x_hat, axes,
+                                                                 keepdims=True))
+        wrt = [dy, x, scale]
+    else:
+        dx = dyf * per_channel(scale) * inv
+        wrt = [dy, x, scale, saved_mean, saved_var]
+    grads = gradients([m.cast(dx, x.dtype), d_scale, d_offset], wrt,
+                      grad_ys=[g_dx, g_dscale, g_doffset])
+    return grads + [None] * (len(op.inputs) - len(grads))
+
+
+RegisterGradient("FusedBatchNormGrad")(_fused_batch_norm_grad_grad)
+RegisterGradient("FusedBatchNormGradV3")(_fused_batch_norm_grad_grad)
