@@ -7,6 +7,10 @@ import importlib as _importlib
 
 _TRAIN_MODULES: list[str] = [
     # e.g. "tensorweave.train.optimizer",
+    "tensorweave.train.optimizer",
+    "tensorweave.train.optimizers",
+    "tensorweave.train.training_util",
+    "tensorweave.train.queue_runner",
 ]
 for _m in _TRAIN_MODULES:
     _mod = _importlib.import_module(_m)

@@ -1,0 +1,286 @@
+"""NumPy kernels of the training update ops (``ops/training_ops.py``).
+
+This is the hot path of every training step, so each kernel binds the storage keys of its
+variable and slots once, at plan time, and updates the arrays in place with ``out=``. The one
+temporary a formula needs comes from a per-thread scratch pool keyed by (shape, dtype), so a
+step allocates nothing new for dense gradients. Sparse kernels sum the rows of duplicate
+indices first (TF1's optimizers do so before applying), then update only those rows.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from tensorweave.framework import errors
+from tensorweave.framework.registry import register_kernel
+from tensorweave.kernels.cpu.state import uninitialized, variable_name
+
+
+class _ScratchPool(threading.local):
+    """Temporaries reused across steps; per thread, so concurrent runs never share one."""
+
+    def __init__(self):
+        self.buffers = {}
+
+
+_pool = _ScratchPool()
+
+
+def _scratch(like, which=0):
+    bufs = _pool.buffers
+    key = (like.shape, like.dtype, which)
+    b = bufs.get(key)
+    if b is None:
+        if len(bufs) >= 64:  # bounded: a long-lived thread may see many shapes
+            bufs.clear()
+        b = bufs[key] = np.empty_like(like)
+    return b
+
+
+def _kernel(op_type, n_refs, sparse=False, grad_at=None):
+    """Registers ``body(op, refs, *inputs)`` as ``op_type``'s kernel: the factory binds the
+    storage keys of the ``n_refs`` ref inputs once; per step the kernel reads those arrays,
+    checks the gradient against the variable, and honours ``use_locking``. ``grad_at``: the
+    gradient's position among the value inputs (default: last, or before the indices)."""
+
+    def deco(body):
+        def factory(op, ctx):
+            store = ctx.variables
+            keys = tuple(variable_name(op, i) for i in range(n_refs))
+            g_at = grad_at
+            if g_at is None:
+                g_at = len(op.inputs) - n_refs - (2 if sparse else 1)
+
+            def run(*inputs):
+                try:
+                    refs = [store[k] for k in keys]
+                except KeyError as e:
+                    raise uninitialized(op, e.args[0]) from None
+                grad = inputs[g_at]
+                if sparse:
+                    idx, grad = _unique_rows(op, refs[0], inputs[g_at + 1], grad)
+                    inputs = inputs[:g_at] + (grad, idx) + inputs[g_at + 2:]
+                elif grad.shape != refs[0].shape:
+                    raise errors.InvalidArgumentError(
+                        None, op, f"var and grad do not have the same shape: "
+                        f"{list(refs[0].shape)} vs {list(grad.shape)} (variable {keys[0]})")
+                body(op, refs, *inputs)
+                return refs[0]
+
+            if op.attrs.get("use_locking"):
+                lock, unlocked = ctx.lock, run
+
+                def run(*inputs):
+                    with lock:
+                        return unlocked(*inputs)
+
+            return run
+
+        register_kernel(op_type)(factory)
+        return body
+
+    return deco
+
+
+def _unique_rows(op, var, indices, rows):
+    """Validates the indices and sums the rows of duplicates (sorted, deterministic)."""
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or rows.shape[:1] != idx.shape or rows.shape[1:] != var.shape[1:]:
+        raise errors.InvalidArgumentError(
+            None, op, f"grad of shape {list(rows.shape)} and indices of shape "
+            f"{list(idx.shape)} do not select rows of the variable of shape {list(var.shape)}")
+    if idx.size == 0:
+        return idx, rows
+    lo, hi = idx.min(), idx.max()
+    if lo < 0 or hi >= var.shape[0]:
+        bad = lo if lo < 0 else hi
+        raise errors.InvalidArgumentError(
+            None, op, f"Index {int(bad)} in indices is out of range [0, {var.shape[0]})")
+    if idx.size == 1:
+        return idx, rows
+    order = np.argsort(idx, kind="stable")
+    s = idx[order]
+    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+    if starts.size == idx.size:
+        return idx, rows
+    return s[starts], np.add.reduceat(rows[order], starts, axis=0)
+
+
+# --- dense ----------------------------------------------------------------------------------
+@_kernel("ApplyGradientDescent", 1)
+def _gradient_descent(op, refs, alpha, delta):
+    var = refs[0]
+    t = np.multiply(delta, alpha, out=_scratch(var))
+    np.subtract(var, t, out=var)
+
+
+@_kernel("ApplyMomentum", 2, grad_at=1)
+def _momentum(op, refs, lr, grad, momentum):
+    var, accum = refs
+    np.multiply(accum, momentum, out=accum)
+    np.add(accum, grad, out=accum)
+    t = _scratch(var)
+    if op.attrs.get("use_nesterov"):  # var -= lr * grad + lr * momentum * accum
+        np.multiply(accum, momentum, out=t)
+        np.add(t, grad, out=t)
+        np.multiply(t, lr, out=t)
+    else:
+        np.multiply(accum, lr, out=t)
+    np.subtract(var, t, out=var)
+
+
+@_kernel("ApplyAdagrad", 2)
+def _adagrad(op, refs, lr, grad):
+    var, accum = refs
+    t = _scratch(var)
+    if op.attrs.get("update_slots", True):
+        np.multiply(grad, grad, out=t)
+        np.add(accum, t, out=accum)
+    np.sqrt(accum, out=t)
+    np.divide(grad, t, out=t)
+    np.multiply(t, lr, out=t)
+    np.subtract(var, t, out=var)
+
+
+def _decay_towards(slot, target, rate, t):
+    """``slot = rate * slot + (1 - rate) * target``, as ``slot += (target - slot) * (1 - rate)``."""
+    np.subtract(target, slot, out=t)
+    np.multiply(t, 1 - rate, out=t)
+    np.add(slot, t, out=slot)
+
+
+def _rms_step(var, ms, mom, lr, momentum, epsilon, grad, t, mg=None):
+    """mom = momentum * mom + lr * grad / sqrt(ms [- mg^2] + epsilon); var -= mom."""
+    if mg is None:
+        np.add(ms, epsilon, out=t)
+    else:
+        np.multiply(mg, mg, out=t)
+        np.subtract(ms, t, out=t)
+        np.add(t, epsilon, out=t)
+    np.sqrt(t, out=t)
+    np.divide(grad, t, out=t)
+    np.multiply(t, lr, out=t)
+    np.multiply(mom, momentum, out=mom)
+    np.add(mom, t, out=mom)
+    np.subtract(var, mom, out=var)
+
+
+@_kernel("ApplyRMSProp", 3)
+def _rms_prop(op, refs, lr, rho, momentum, epsilon, grad):
+    var, ms, mom = refs
+    t = _scratch(var)
+    np.multiply(grad, grad, out=_scratch(var, 1))
+    _decay_towards(ms, _scratch(var, 1), rho, t)
+    _rms_step(var, ms, mom, lr, momentum, epsilon, grad, t)
+
+
+@_kernel("ApplyCenteredRMSProp", 4)
+def _centered_rms_prop(op, refs, lr, rho, momentum, epsilon, grad):
+    var, mg, ms, mom = refs
+    t, sq = _scratch(var), _scratch(var, 1)
+    _decay_towards(mg, grad, rho, t)
+    np.multiply(grad, grad, out=sq)
+    _decay_towards(ms, sq, rho, t)
+    _rms_step(var, ms, mom, lr, momentum, epsilon, grad, t, mg=mg)
+
+
+def _adam_rate(lr, beta1_power, beta2_power):
+    return lr * np.sqrt(1 - beta2_power) / (1 - beta1_power)
+
+
+def _adam_var_update(var, m, v, alpha, epsilon, t):
+    """var -= alpha * m / (sqrt(v) + epsilon): epsilon "hat", outside the square root."""
+    np.sqrt(v, out=t)
+    np.add(t, epsilon, out=t)
+    np.divide(m, t, out=t)
+    np.multiply(t, alpha, out=t)
+    np.subtract(var, t, out=var)
+
+
+@_kernel("ApplyAdam", 3)
+def _adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad):
+    var, m, v = refs
+    alpha = _adam_rate(lr, beta1_power, beta2_power)
+    t, sq = _scratch(var), _scratch(var, 1)
+    _decay_towards(m, grad, beta1, t)
+    np.multiply(grad, grad, out=sq)
+    _decay_towards(v, sq, beta2, t)
+    if op.attrs.get("use_nesterov"):  # the numerator is beta1 * m + (1 - beta1) * grad
+        np.multiply(m, beta1, out=sq)
+        np.multiply(grad, 1 - beta1, out=t)
+        np.add(sq, t, out=sq)
+        np.sqrt(v, out=t)
+        np.add(t, epsilon, out=t)
+        np.divide(sq, t, out=t)
+        np.multiply(t, alpha, out=t)
+        np.subtract(var, t, out=var)
+    else:
+        _adam_var_update(var, m, v, alpha, epsilon, t)
+
+
+# --- sparse: the same formulas on the gathered rows, written back -----------------------------
+@_kernel("SparseApplyMomentum", 2, sparse=True, grad_at=1)
+def _sparse_momentum(op, refs, lr, grad, idx, momentum):
+    var, accum = refs
+    a = accum[idx]
+    a *= momentum
+    a += grad
+    accum[idx] = a
+    if op.attrs.get("use_nesterov"):
+        step = a * momentum
+        step += grad
+        step *= lr
+    else:
+        step = a * lr
+    var[idx] -= step
+
+
+@_kernel("SparseApplyAdagrad", 2, sparse=True)
+def _sparse_adagrad(op, refs, lr, grad, idx):
+    var, accum = refs
+    a = accum[idx]
+    if op.attrs.get("update_slots", True):
+        a += grad * grad
+        accum[idx] = a
+    var[idx] -= lr * grad / np.sqrt(a)
+
+
+def _sparse_rms(op, refs, lr, rho, momentum, epsilon, grad, idx, centered):
+    var, ms, mom = refs[0], refs[-2], refs[-1]
+    ms_r = ms[idx]
+    ms_r += (grad * grad - ms_r) * (1 - rho)
+    ms[idx] = ms_r
+    denom = ms_r + epsilon
+    if centered:
+        mg = refs[1]
+        mg_r = mg[idx]
+        mg_r += (grad - mg_r) * (1 - rho)
+        mg[idx] = mg_r
+        denom -= mg_r * mg_r
+    mom_r = mom[idx] * momentum + lr * grad / np.sqrt(denom)
+    mom[idx] = mom_r
+    var[idx] -= mom_r
+
+
+@_kernel("SparseApplyRMSProp", 3, sparse=True)
+def _sparse_rms_prop(op, refs, lr, rho, momentum, epsilon, grad, idx):
+    _sparse_rms(op, refs, lr, rho, momentum, epsilon, grad, idx, centered=False)
+
+
+@_kernel("SparseApplyCenteredRMSProp", 4, sparse=True)
+def _sparse_centered_rms_prop(op, refs, lr, rho, momentum, epsilon, grad, idx):
+    _sparse_rms(op, refs, lr, rho, momentum, epsilon, grad, idx, centered=True)
+
+
+@_kernel("SparseApplyAdam", 3, sparse=True)
+def _sparse_adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, idx):
+    # TF1 AdamOptimizer._apply_sparse_shared: decay m and v everywhere, scatter-add the rows'
+    # gradient terms, then move the whole variable (rows without gradient keep their momentum)
+    var, m, v = refs
+    np.multiply(m, beta1, out=m)
+    m[idx] += grad * (1 - beta1)
+    np.multiply(v, beta2, out=v)
+    v[idx] += grad * grad * (1 - beta2)
+    _adam_var_update(var, m, v, _adam_rate(lr, beta1_power, beta2_power), epsilon, _scratch(var))
