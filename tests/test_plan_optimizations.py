@@ -149,3 +149,21 @@ def test_parallel_run_reports_kernel_errors():
     with tw.Session(config=tw.ConfigProto(inter_op_parallelism_threads=2)) as sess:
         with pytest.raises(tw.errors.InvalidArgumentError, match="bad_product"):
             sess.run(y, {x: np.ones((2, 3))})
+
+
+def test_inplace_never_overwrites_a_buffer_another_op_views():
+    # regression: a ufunc wrote into tanh's output while a reshape view of it was still used
+    x = tw.placeholder(tw.float64, [64, 64])
+    y = tw.tanh(x)
+    w = tw.reshape(y, [-1]) + tw.reshape(tw.negative(y), [-1])
+    xv = np.random.default_rng(0).standard_normal((64, 64))
+    with tw.Session() as sess:
+        np.testing.assert_array_equal(sess.run(w, {x: xv}), np.zeros(64 * 64))
+
+
+def test_lists_holding_tensors_are_packed():
+    n = tw.placeholder(tw.int32, [])
+    shape = tw.convert_to_tensor([n, 3])
+    assert shape.dtype == tw.int32 and shape.shape.as_list() == [2]
+    with tw.Session() as sess:
+        assert sess.run(shape, {n: 5}).tolist() == [5, 3]

@@ -3,7 +3,8 @@ threads. It runs exactly the partition code the Ray transport runs (fast tests, 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 
 from tensorweave.distributed.task import TaskServer
 
@@ -28,7 +29,16 @@ class InProcessCluster:
         return self._pool.submit(getattr(self.tasks[task], method), *args)
 
     def wait(self, futures, timeout):
-        return [f.result(timeout=timeout) for f in futures]
+        """All results, or the first error as soon as any task fails (fail fast)."""
+        done, pending = futures_wait(futures, timeout=timeout, return_when=FIRST_EXCEPTION)
+        for f in done:
+            if f.exception() is not None:
+                raise f.exception()
+        if pending:
+            from tensorweave.framework import errors
+            raise errors.DeadlineExceededError(None, None, f"{len(pending)} task call(s) did "
+                                               f"not finish within {timeout:.0f} s")
+        return [f.result() for f in futures]
 
     def shutdown(self):
         self._pool.shutdown(wait=False, cancel_futures=True)

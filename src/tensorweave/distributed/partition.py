@@ -50,6 +50,11 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
     """
     where = _placement(ops, default_task)
     fed = {t: i for i, t in enumerate(feed_tensors)}
+    # Every partition runs its ops in the global topological order; a send sits right after
+    # its producer and a receive right before its first consumer. Then the op blocked at the
+    # smallest position can always proceed: partitions run serially yet never deadlock.
+    pos = {op: float(i) for i, op in enumerate(ops)}
+    consumer_pos = [0.0]
     parts: dict[str, Partition] = {}
 
     def part(task):
@@ -84,11 +89,13 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
             send = f"_send/{t.op.name}_{t.value_index}/to{_tag(task)}"
             recv = f"_recv/{t.op.name}_{t.value_index}/from{_tag(src)}"
             part(src).nodes.append({"name": send, "op": "_Send", "input": [tensor_ref(t), STEP_ID],
-                                    "device": "", "attr": dict(attrs)})
+                                    "device": "", "attr": dict(attrs),
+                                    "pos": pos[t.op] + 0.25})
             part(src).targets.append(send)
             part(task).nodes.append({"name": recv, "op": "_Recv", "input": [STEP_ID],
                                      "device": "", "attr": dict(attrs, tensor_type=t.dtype,
-                                                                 shape=t.shape)})
+                                                                 shape=t.shape),
+                                     "pos": consumer_pos[0] - 0.25})
             recv_names[key] = recv
         return recv_names[key]
 
@@ -104,17 +111,19 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
             tok = f"_ctrl/{op.name}/to{_tag(task)}"
             part(src).nodes.append({"name": tok, "op": "Const", "input": [f"^{op.name}"],
                                     "device": "", "attr": {"value": _token(),
-                                                           "dtype": dtypes.int32}})
+                                                           "dtype": dtypes.int32},
+                                    "pos": pos[op] + 0.1})
 
             name = f"{tok}:0"
             attrs = {"tensor_name": name, "send_device": src, "recv_device": task}
             send, recv = f"_send/{tok}", f"_recv/{tok}"
             part(src).nodes.append({"name": send, "op": "_Send", "input": [tok, STEP_ID],
-                                    "device": "", "attr": dict(attrs)})
+                                    "device": "", "attr": dict(attrs), "pos": pos[op] + 0.2})
             part(src).targets.append(send)
             part(task).nodes.append({"name": recv, "op": "_Recv", "input": [STEP_ID],
                                      "device": "", "attr": dict(attrs, tensor_type=dtypes.int32,
-                                                                 shape=TensorShape([]))})
+                                                                 shape=TensorShape([])),
+                                     "pos": consumer_pos[0] - 0.25})
             control_tokens[key] = f"^{recv}"
         return control_tokens[key]
 
@@ -123,6 +132,7 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
 
     for op in ops:
         task = where[op]
+        consumer_pos[0] = pos[op]
         ref = op._op_def.ref_inputs
         for i in ref:
             var = op.inputs[i].op
@@ -138,7 +148,9 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
         ins += [control_on(c, task) for c in op.control_inputs if c in where]
         node["input"] = ins
         node["device"] = ""  # a partition runs on its task's local devices
+        node["pos"] = pos[op]
         part(task).nodes.append(node)
+    consumer_pos[0] = float(len(ops))
     for i, t in enumerate(fetch_tensors):
         if t in fed:
             task = default_task

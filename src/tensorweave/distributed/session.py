@@ -29,9 +29,9 @@ class DistributedPlan:
         for task, p in self.parts.items():
             vals = [feed_values[i] for i, _ in p.feeds]
             calls.append((p, cluster.call(task, "run_partition", self.pid, step_id, vals)))
+        outs = cluster.wait([f for _, f in calls], timeout)  # raises the first task error
         results = [None] * self.n_fetches
-        for p, fut in calls:
-            out = cluster.wait([fut], timeout)[0]
+        for (p, _), out in zip(calls, outs):
             for (i, _), v in zip(p.fetches, out):
                 results[i] = v
         return tuple(results)

@@ -73,8 +73,9 @@ class TaskServer:
             fetches = [g.get_tensor_by_name(n if ":" in n else n + ":0")
                        for _, n in partition.fetches]
             targets = [g.get_operation_by_name(n) for n in partition.targets]
+            order = {n["name"]: n.get("pos", -1.0) for n in partition.nodes}
             plan = plan_lib.compile_plan(fetches, targets, [step] + feeds, self.ctx,
-                                         options=options or GraphOptions())
+                                         options=options or GraphOptions(), order_key=order)
             self._partitions[pid] = (g, plan)
         return True
 

@@ -60,7 +60,23 @@ def constant_value(tensor):
         v = constant_value(op.inputs[0])
         if v is not None:
             return v.astype(op.attrs["DstT"].as_numpy_dtype)
+    if op.type in _FOLDABLE and len(op.outputs) == 1:
+        vals = [constant_value(t) for t in op.inputs]
+        if all(v is not None for v in vals):
+            from tensorweave.framework.registry import get_kernel_factory
+            factory = get_kernel_factory(op.type)
+            if factory is not None:
+                try:
+                    return np.asarray(factory(op, None)(*vals))
+                except Exception:  # noqa: BLE001  (unknown at build time; the run will tell)
+                    return None
     return None
+
+
+# Small, pure ops whose constant inputs give a constant output (shape arithmetic mostly).
+_FOLDABLE = {"StridedSlice", "Slice", "ConcatV2", "Reshape", "ExpandDims", "Squeeze",
+             "GatherV2", "AddV2", "Sub", "Mul", "FloorDiv", "Maximum", "Minimum", "Prod", "Range",
+             "Fill"}
 
 
 def constant_value_as_shape(tensor) -> TensorShape:

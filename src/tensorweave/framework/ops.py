@@ -720,12 +720,25 @@ def convert_to_tensor(value, dtype=None, name=None, preferred_dtype=None, as_ref
     if isinstance(value, IndexedSlices):
         from tensorweave.ops import math_ops
         return math_ops.indexed_slices_to_dense(value)
+    if isinstance(value, (list, tuple)) and _contains_tensor(value):
+        from tensorweave.ops import array_ops  # lists holding tensors are packed, as in TF
+        return array_ops.stack([convert_to_tensor(v, dtype=dtype) for v in value],
+                               name=name or "packed")
     if dtype is None and preferred_dtype is not None:
         try:
             return constant_value_to_tensor(value, preferred_dtype, name)
         except (TypeError, ValueError):
             pass
     return constant_value_to_tensor(value, dtype, name)
+
+
+def _contains_tensor(value) -> bool:
+    for v in value:
+        if isinstance(v, Tensor) or hasattr(v, "_snapshot"):
+            return True
+        if isinstance(v, (list, tuple)) and _contains_tensor(v):
+            return True
+    return False
 
 
 def convert_n_to_tensor(values, dtype=None, name=None):

@@ -103,11 +103,12 @@ def _kernel_for(op, ctx, device_type):
 
 
 def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU",
-                 options=None, placer=None) -> Plan:
+                 options=None, placer=None, order_key=None) -> Plan:
     """Compiles the (fetches, targets, feeds) signature into a Plan.
 
     ``options``: a GraphOptions (rewrites on/off); ``placer(op) -> device type`` picks each
-    op's kernel device (default: everything on ``device_type``).
+    op's kernel device (default: everything on ``device_type``); ``order_key`` (op name ->
+    number consistent with the dependencies) fixes the run order.
     """
     ops = prune(fetch_tensors, target_ops, feed_tensors)
     rw = None
@@ -117,6 +118,8 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
         rw = rewrite(ops, feed_tensors, ctx, options)
         fetch_tensors = [rw.resolve(t) for t in fetch_tensors]
         ops = _reprune(fetch_tensors, target_ops, feed_tensors, rw)
+    if order_key is not None:  # e.g. a partition keeps the global order (no Send/Recv deadlock)
+        ops.sort(key=lambda op: order_key.get(op.name, -1.0))
     slot_of: dict = {}
 
     def slot(t):
@@ -253,6 +256,11 @@ def _mark_inplace(plan: Plan):
     fresh = set()
     tensor_of = {s: t for st in plan.steps if not st.transfer
                  for s, t in zip(st.out_slots, st.op.outputs)}
+    # Only a buffer's sole consumer may overwrite it: any other consumer could hold a view.
+    consumers: dict = {}
+    for st in plan.steps:
+        for s in st.in_slots:
+            consumers[s] = consumers.get(s, 0) + 1
     last = {}
     for i, fr in enumerate(plan.frees):
         for s in fr:
@@ -266,7 +274,8 @@ def _mark_inplace(plan: Plan):
             out_t = st.op.outputs[0]
             oshape = out_t.shape.as_tuple()
             for k, s in enumerate(st.in_slots):
-                if s in fresh and last.get(s) == i and st.in_slots.count(s) == 1:
+                if s in fresh and last.get(s) == i and consumers.get(s) == 1 \
+                        and s not in plan.fetch_slots:
                     in_t = tensor_of.get(s)
                     if in_t is not None and in_t.dtype == out_t.dtype and oshape is not None \
                             and in_t.shape.as_tuple() == oshape and None not in oshape \
