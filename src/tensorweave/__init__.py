@@ -45,6 +45,7 @@ _OP_FAMILIES = [
     "state_ops",
     "control_flow_ops",
     "variables",
+    "data_flow_ops",
 ]
 for _m in _OP_FAMILIES:
     _mod = _importlib.import_module(f"tensorweave.ops.{_m}")
@@ -78,6 +79,7 @@ def _load_registrations():
 # Sub-namespaces, as in TensorFlow: tw.nn, tw.train, ... (they declare op families too, so
 # they are imported before kernels and gradients register against those declarations).
 from tensorweave import nn, train  # noqa: E402,F401
+from tensorweave import data  # noqa: E402,F401  (tw.data)
 
 _load_registrations()
 

@@ -8,3 +8,4 @@ from tensorweave.data.datasets import (  # noqa: F401
     load_mnist_5k,
     load_reply_pairs,
 )
+from tensorweave.data.dataset import Dataset, Iterator, experimental, make_initializable_iterator, make_one_shot_iterator  # noqa: F401,E501
