@@ -418,3 +418,46 @@ def test_exponential_decay():
         sess.run(step.assign(15))
         np.testing.assert_allclose(sess.run([smooth, stair]), [0.1 * 0.5 ** 1.5, 0.05],
                                    rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [0, 4])
+def test_gate_graph_use_locking_and_parallel_executor(threads):
+    """Same result with GATE_GRAPH, use_locking and the inter-op parallel executor."""
+    g = tw.Graph()
+    with g.as_default():
+        w1 = tw.Variable(VAR0, name="w1")
+        w2 = tw.Variable(VAR0[:2, :1], name="w2")
+        loss = tw.reduce_sum(tw.matmul(w1 * w1, w2))
+        opt = tw.train.AdamOptimizer(0.05, use_locking=True)
+        train = opt.minimize(loss, gate_gradients=tw.train.Optimizer.GATE_GRAPH)
+        g1, g2 = tw.gradients(loss, [w1, w2])
+        init = tw.global_variables_initializer()
+    ref = {w: {"var": v.copy(), "m": np.zeros_like(v), "v": np.zeros_like(v)}
+           for w, v in (("w1", VAR0), ("w2", VAR0[:2, :1]))}
+    config = tw.ConfigProto(inter_op_parallelism_threads=threads)
+    with tw.Session(graph=g, config=config) as sess:
+        sess.run(init)
+        for t in range(1, 4):
+            grads = sess.run([g1, g2])
+            sess.run(train)
+            for s, gv in zip(ref.values(), grads):
+                adam_ref(s, gv, t, lr=0.05)
+        np.testing.assert_allclose(sess.run(w1), ref["w1"]["var"], rtol=1e-10)
+        np.testing.assert_allclose(sess.run(w2), ref["w2"]["var"], rtol=1e-10)
+
+
+def test_piecewise_constant():
+    if not hasattr(math_ops, "greater"):
+        pytest.skip("math_ops.greater not available yet")
+    g = tw.Graph()
+    with g.as_default():
+        step = tw.train.get_or_create_global_step()
+        lr = tw.train.piecewise_constant(step, [10, 20], [1.0, 0.5, 0.1])
+        init = tw.global_variables_initializer()
+    with tw.Session(graph=g) as sess:
+        sess.run(init)
+        got = []
+        for v in (0, 10, 11, 20, 21):
+            sess.run(step.assign(v))
+            got.append(float(sess.run(lr)))
+    assert got == [1.0, 1.0, 0.5, 0.5, np.float32(0.1)]
