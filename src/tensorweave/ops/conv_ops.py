@@ -275,7 +275,7 @@ def conv2d_transpose(value=None, filter=None, output_shape=None, strides=None,  
     x, f = binary_operands(value, _filter_arg(filter, filters, "conv2d_transpose"), "value",
                            "filter")
     fmt = _data_format(data_format)
-    with name_scope(name, "conv2d_transpose"):
+    with name_scope(name, "conv2d_transpose", [x, f]) as scope:
         sizes = _sizes(output_shape)
         c_axis = 1 if fmt == "NCHW" else 3
         fs = f.shape.with_rank(4).as_tuple()
@@ -291,7 +291,7 @@ def conv2d_transpose(value=None, filter=None, output_shape=None, strides=None,  
                 raise ValueError(f"conv2d_transpose: output_shape {out} has {oc} channels but "
                                  f"the filter (shape {f.shape}) produces {fs[2]}")
         attrs = conv_attrs(strides, padding, fmt, dilations, f.dtype)
-        return make("Conv2DBackpropInput", [sizes, f, x], attrs, name="conv2d_transpose")
+        return make("Conv2DBackpropInput", [sizes, f, x], attrs, name=scope)
 
 
 def depthwise_conv2d_native(input, filter, strides, padding, data_format="NHWC",  # noqa: A002
@@ -313,8 +313,8 @@ def depthwise_conv2d(input, filter, strides, padding, rate=None, name=None,  # n
     if max(dil) > 1 and max(st) > 1:
         raise ValueError(f"depthwise_conv2d: strides > 1 are not supported together with rate "
                          f"> 1 (strides={strides}, rate={rate or dilations})")
-    with name_scope(name, "depthwise"):
-        return depthwise_conv2d_native(input, filter, st, padding, fmt, dil, name="depthwise")
+    with name_scope(name, "depthwise", [input, filter]) as scope:
+        return depthwise_conv2d_native(input, filter, st, padding, fmt, dil, name=scope)
 
 
 def depthwise_conv2d_native_backprop_input(input_sizes, filter, out_backprop, strides,  # noqa: A002
@@ -461,10 +461,9 @@ def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=0.001,
     if not is_training and (mean is None or variance is None):
         raise ValueError("fused_batch_norm: 'mean' and 'variance' (1-D, one entry per channel) "
                          "are required when is_training=False")
-    with name_scope(name, "FusedBatchNorm"):
-        empty = np.zeros([0], scale.dtype.as_numpy_dtype)
-        mean = convert_to_tensor(empty if mean is None else mean, dtype=scale.dtype)
-        variance = convert_to_tensor(empty if variance is None else variance, dtype=scale.dtype)
+    empty = np.zeros([0], scale.dtype.as_numpy_dtype)  # training ignores mean and variance
+    mean = convert_to_tensor(empty if mean is None else mean, dtype=scale.dtype)
+    variance = convert_to_tensor(empty if variance is None else variance, dtype=scale.dtype)
     # as TF does: cuDNN's lower bound on epsilon, applied on every device for one behaviour
     epsilon = max(float(epsilon), 1.001e-5)
     op = make_op("FusedBatchNormV3", [x, scale, offset, mean, variance],
@@ -484,7 +483,7 @@ def moments(x, axes, shift=None, name=None, keep_dims=None, keepdims=None):
     m = _math()
     keep = bool(keepdims if keepdims is not None else keep_dims)
     x = convert_to_tensor(x)
-    with name_scope(name, "moments"):
+    with name_scope(name, "moments", [x]):
         y = m.cast(x, dtypes.float32) if x.dtype == dtypes.float16 else x
         mean = m.reduce_mean(y, axes, keepdims=True, name="mean")
         # d(variance)/d(mean) is zero at the mean, so the shift needs no gradient path
@@ -502,7 +501,7 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
     """``scale * (x - mean) / sqrt(variance + variance_epsilon) + offset`` (broadcasting)."""
     m = _math()
     x = convert_to_tensor(x)
-    with name_scope(name, "batchnorm"):
+    with name_scope(name, "batchnorm", [x]):
         inv = m.rsqrt(variance + variance_epsilon)
         if scale is not None:
             inv = inv * scale
