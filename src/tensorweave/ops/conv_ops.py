@@ -381,6 +381,8 @@ def _avg_pool_grad_infer(op):
 
 def pool_attrs(ksize, strides, padding, data_format, dtype):
     fmt = _data_format(data_format)
+    if padding is None:
+        raise ValueError("pooling needs 'padding': 'SAME' or 'VALID'")
     pad, explicit = _padding(padding, fmt)
     if explicit:
         raise ValueError("pooling takes padding 'SAME' or 'VALID'")
@@ -390,7 +392,7 @@ def pool_attrs(ksize, strides, padding, data_format, dtype):
             "strides": _sequence(strides, "strides", fmt), "padding": pad, "data_format": fmt}
 
 
-def max_pool(value=None, ksize=None, strides=None, padding="VALID", data_format="NHWC",
+def max_pool(value=None, ksize=None, strides=None, padding=None, data_format="NHWC",
              name=None, input=None):  # noqa: A002
     """Max pooling: ``tw.nn.max_pool(x, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")``."""
     x = convert_to_tensor(value if value is not None else input)
@@ -398,7 +400,7 @@ def max_pool(value=None, ksize=None, strides=None, padding="VALID", data_format=
     return make("MaxPool", [x], attrs, name=name or "MaxPool")
 
 
-def avg_pool(value=None, ksize=None, strides=None, padding="VALID", data_format="NHWC",
+def avg_pool(value=None, ksize=None, strides=None, padding=None, data_format="NHWC",
              name=None, input=None):  # noqa: A002
     """Average pooling; with SAME padding each window averages only its real inputs."""
     x = convert_to_tensor(value if value is not None else input)
