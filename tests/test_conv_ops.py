@@ -478,3 +478,18 @@ def test_fused_batch_norm_inference_uses_given_statistics():
     with pytest.raises(ValueError, match="mean"):
         with tw.Graph().as_default():
             tw.nn.fused_batch_norm(x, s, o, is_training=False)
+
+
+def test_fused_batch_norm_half_input_keeps_float32_statistics():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 3, 2)).astype(np.float16)
+    with tw.Graph().as_default():
+        xt = tw.constant(x)
+        y, mean, var = tw.nn.fused_batch_norm(xt, np.ones(2, np.float32), np.zeros(2, np.float32))
+        assert (y.dtype, mean.dtype) == (tw.float16, tw.float32)
+        dx = tw.gradients(tw.reduce_sum(y * y), xt)[0]
+        yv, mv, dxv = _run([y, mean, dx])
+    assert yv.dtype == np.float16 and mv.dtype == np.float32 and dxv.dtype == np.float16
+    np.testing.assert_allclose(yv, _bn_ref(x.astype(np.float64), 1.0, 0.0), atol=2e-2)
+    # sum(y^2) is invariant to x's scale and shift per channel: its gradient is ~0
+    np.testing.assert_allclose(dxv, 0.0, atol=5e-2)

@@ -23,7 +23,7 @@ from tensorweave.framework.registry import register_kernel
 
 class Scratch(threading.local):
     """Work buffers one kernel instance reuses across steps (per thread, never returned):
-    refilling a warm buffer is several times cheaper than faulting in a fresh one each step."""
+    refilling a warm buffer is cheaper than faulting in a fresh one (tens of MB) each step."""
 
     MAX_ELEMENTS = 1 << 25  # larger buffers are allocated per call instead of held
 
