@@ -243,11 +243,10 @@ def _queue_args(capacity, dtypes_, shapes, names, what):
         dts = [dtypes.as_dtype(dtypes_)]
     if not dts:
         raise ValueError(f"{what}: dtypes must name at least one component dtype")
-    if shapes is not None and not isinstance(shapes, (list, tuple)):
+    if isinstance(shapes, TensorShape):
         shapes = [shapes]
-    if shapes is not None and len(dts) == 1 and shapes and not isinstance(
-            shapes[0], (list, tuple, TensorShape)) and shapes[0] is not None:
-        shapes = [shapes]  # shapes=[2] for one component means [[2]]
+    if shapes is not None and all(d is None or isinstance(d, int) for d in shapes):
+        shapes = [shapes]  # as TF: a list of ints (even []) is one component's shape
     shapes = _as_shape_list(shapes, len(dts), what)
     if names is not None:
         names = [names] if isinstance(names, str) else list(names)

@@ -57,7 +57,7 @@ class QueueResource:
 
     def _wait(self, ready, deadline, op, what):
         """Waits (lock held) until ``ready()``; raises when the session closes or on timeout."""
-        while not ready():
+        while self._torn_down or not ready():
             if self._torn_down:
                 raise errors.CancelledError(
                     None, op, f"{what} on {self.kind} '{self.name}' was cancelled: the session "
@@ -129,7 +129,7 @@ class QueueResource:
     def close(self):
         """Session teardown: every blocked wait ends with CancelledError."""
         with self._cv:
-            self._torn_down = self.closed = self._cancel_enqueues = True
+            self._torn_down = True
             self._cv.notify_all()
 
 
