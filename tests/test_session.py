@@ -182,3 +182,12 @@ def test_operation_and_tensor_properties():
     assert "test_session.py" in op.location
     assert tw.get_default_graph().get_tensor_by_name("mm:0") is y
     assert tw.get_default_graph().get_operation_by_name("mm") is op
+
+
+def test_gradient_reaches_a_variable_through_every_read():
+    v = tw.Variable(3.0)
+    y = v.value() * v.read_value()  # two different reads of the same variable
+    g, = tw.gradients(y, [v])
+    with tw.Session() as sess:
+        sess.run(v.initializer)
+        assert sess.run(g) == 6.0

@@ -8,8 +8,8 @@ from tensorweave.framework.ops import IndexedSlices, Tensor, convert_to_tensor
 
 
 def _as_tensor(x):
-    if hasattr(x, "_snapshot"):  # a Variable: differentiate with respect to its read value
-        return x._snapshot
+    if hasattr(x, "_variable"):  # a Variable: differentiate through every read of it
+        return x._variable
     return convert_to_tensor(x)
 
 
