@@ -46,6 +46,7 @@ _OP_FAMILIES = [
     "control_flow_ops",
     "variables",
     "data_flow_ops",
+    "random_ops",
 ]
 for _m in _OP_FAMILIES:
     _mod = _importlib.import_module(f"tensorweave.ops.{_m}")
@@ -80,6 +81,7 @@ def _load_registrations():
 # they are imported before kernels and gradients register against those declarations).
 from tensorweave import nn, train  # noqa: E402,F401
 from tensorweave import data  # noqa: E402,F401  (tw.data)
+from tensorweave import random  # noqa: E402,F401  (tw.random)
 
 _load_registrations()
 

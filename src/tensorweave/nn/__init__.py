@@ -8,6 +8,7 @@ import importlib as _importlib
 _NN_MODULES: list[str] = [
     # e.g. "tensorweave.ops.nn_ops",
     "tensorweave.ops.conv_ops",
+    "tensorweave.ops.nn_ops",
 ]
 for _m in _NN_MODULES:
     _mod = _importlib.import_module(_m)
