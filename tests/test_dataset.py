@@ -382,3 +382,26 @@ def test_argument_errors():
             iter(Dataset.range(3))
         with pytest.raises(ValueError, match="scalar bool"):
             Dataset.range(3).filter(lambda x: x)
+
+
+def test_vectorized_batch_path_matches_element_path():
+    # shuffle(N)+batch over slices takes the block path; an identity map before batch forces
+    # the per-element path (map has no block path) on the same elements: both must agree.
+    with tw.Graph().as_default():
+        xs = np.arange(50, dtype=np.float32).reshape(25, 2)
+        ident = (lambda d: d, lambda d: d.map(lambda x, y: (x, y)))
+        for make in (lambda d, m: m(d.shuffle(25, seed=9)).batch(4).repeat(3),
+                     lambda d, m: m(d.shuffle(100, seed=1).repeat(2)).batch(7, True),
+                     lambda d, m: m(d).batch(6).repeat(2)):
+            fast, slow = (drain(make(Dataset.from_tensor_slices((xs, np.arange(25))), m))
+                          for m in ident)
+            assert [as_py(e) for e in fast] == [as_py(e) for e in slow]
+        r_fast = drain(Dataset.range(3, 40, 2).shuffle(50, seed=2).batch(5))
+        r_slow = drain(Dataset.range(3, 40, 2).shuffle(50, seed=2))
+        assert np.concatenate(r_fast).tolist() == [int(v) for v in r_slow]
+        # a batch handed out never aliases the user's array
+        nxt = Dataset.from_tensor_slices(xs).batch(5).make_one_shot_iterator().get_next()
+        with tw.Session() as sess:
+            b = sess.run(nxt)
+        b[0, 0] = -1.0
+        assert xs[0, 0] == 0.0

@@ -223,6 +223,22 @@ class Dataset:
         """A Python iterator over this dataset's elements (flat tuples of ndarrays)."""
         raise NotImplementedError
 
+    # Vectorized path: ``batch`` asks its input for *blocks* (tuples of arrays holding several
+    # consecutive elements along dimension 0) so a batch costs a few NumPy calls instead of
+    # per-element Python work. Sources that can be indexed offer it, and so do shuffle (over
+    # an indexable source it fully covers) and repeat; everything else returns None.
+    def _indexable(self, env):
+        """An _IndexedSource over this pass's elements, or None."""
+        return None
+
+    def _blocks(self, env, size):
+        """An iterator of (block, owned) pairs, or None where this dataset has no block path.
+        ``owned``: the arrays are fresh (not views of user data) and may be handed out."""
+        src = self._indexable(env)
+        if src is None:
+            return None
+        return ((src.rows(slice(i, i + size)), src.owned) for i in range(0, len(src), size))
+
     def _captures(self):
         """Tensors the pipeline reads (fed when an initializable iterator starts), in order."""
         seen, out = set(), []
@@ -369,15 +385,55 @@ class _TensorSlices(Dataset):
         self._set_spec(structure, types,
                        [TensorShape(None) if s.ndims is None else s[1:] for s in shapes])
 
-    def _iterate(self, env):
+    def _indexable(self, env):
         vals = [np.asarray(_leaf_value(v, env)) for v in self._leaves]
         ns = {_slice_len(v) for v in vals}
         if len(ns) != 1:
             raise errors.InvalidArgumentError(
                 None, None, f"from_tensor_slices: components have different sizes in "
                 f"dimension 0: {[v.shape for v in vals]}")
-        n = ns.pop()
-        return (tuple(v[i] for v in vals) for i in range(n))
+        return _ArraySource(vals, ns.pop())
+
+    def _iterate(self, env):
+        src = self._indexable(env)
+        return (src.row(i) for i in range(len(src)))
+
+
+class _ArraySource:
+    """Elements are rows of arrays: gathered by index for shuffles and blocks."""
+
+    owned = False  # contiguous blocks are views of the user's arrays
+
+    def __init__(self, vals, n):
+        self.vals, self.n = vals, n
+
+    def __len__(self):
+        return self.n
+
+    def row(self, i):
+        return tuple(v[i] for v in self.vals)
+
+    def rows(self, idx):
+        return tuple(v[idx] for v in self.vals)
+
+
+class _RangeSource:
+    owned = True
+
+    def __init__(self, r, npd):
+        self.r, self.npd = r, npd
+
+    def __len__(self):
+        return len(self.r)
+
+    def row(self, i):
+        return (np.array(self.r[i], dtype=self.npd),)
+
+    def rows(self, idx):
+        r = self.r
+        if isinstance(idx, slice):
+            return (np.arange(r.start, r.stop, r.step, dtype=self.npd)[idx],)
+        return ((r.start + r.step * np.asarray(idx)).astype(self.npd),)
 
 
 class _Tensors(Dataset):
@@ -453,6 +509,14 @@ class _Range(Dataset):
         dt = dtypes_lib.as_dtype(output_type)
         self._npd = dt.as_numpy_dtype
         self._set_spec(None, [dt], [TensorShape([])])
+
+    def _indexable(self, env):
+        return _RangeSource(self._range, self._npd)
+
+    def _blocks(self, env, size):
+        r, npd = self._range, self._npd
+        return (((np.arange(r[i], r[i] + r.step * min(size, len(r) - i), r.step, dtype=npd),),
+                 True) for i in range(0, len(r), size))
 
     def _iterate(self, env):
         npd = self._npd
@@ -632,7 +696,7 @@ class _Shuffle(_Unary):
         self._seed = None if seed is None else np.atleast_1d(np.asarray(seed, np.int64)).tolist()
         self._reshuffle = reshuffle_each_iteration
 
-    def _iterate(self, env):
+    def _epoch_rng(self, env):
         # Each pass (a repeat epoch) is one call; the pass number varies the seeded stream.
         key = ("shuffle", id(self))
         epoch = env.state.get(key, 0)
@@ -642,9 +706,30 @@ class _Shuffle(_Unary):
                                         int(np.random.SeedSequence().entropy % (1 << 63)))
         else:
             base = self._seed
-        rng = np.random.default_rng([*np.atleast_1d(base).tolist(),
-                                     epoch if self._reshuffle else 0])
-        return self._shuffled(self._input._iterate(env), rng)
+        return np.random.default_rng([*np.atleast_1d(base).tolist(),
+                                      epoch if self._reshuffle else 0])
+
+    def _permutation(self, env):
+        """When the buffer holds the whole (indexable) input, TF's buffered shuffle is a
+        uniform random permutation: draw it at once. Returns (source, perm) or None."""
+        src = self._input._indexable(env)
+        if src is None or self._buffer_size < len(src):
+            return None
+        return src, self._epoch_rng(env).permutation(len(src))
+
+    def _iterate(self, env):
+        sp = self._permutation(env)
+        if sp is not None:
+            src, perm = sp
+            return (src.row(i) for i in perm)
+        return self._shuffled(self._input._iterate(env), self._epoch_rng(env))
+
+    def _blocks(self, env, size):
+        sp = self._permutation(env)
+        if sp is None:
+            return None
+        src, perm = sp
+        return ((src.rows(perm[i:i + size]), True) for i in range(0, len(perm), size))
 
     def _shuffled(self, upstream, rng):
         buf = []
@@ -691,6 +776,33 @@ class _Batch(_Unary):
                        [TensorShape([lead]).concatenate(s) for s in shapes])
 
     def _iterate(self, env):
+        if self._pad_to is None:
+            blocks = self._input._blocks(env, self._n)
+            if blocks is not None:
+                return self._from_blocks(blocks)
+        return self._from_elements(env)
+
+    def _from_blocks(self, blocks):
+        """Cuts batches out of blocks: slices, and one concatenate where a batch spans blocks."""
+        n, pend, have = self._n, [], 0
+        for block, owned in blocks:
+            m, start = len(block[0]), 0
+            while start < m:
+                if not pend and m - start >= n:
+                    out = tuple(a[start:start + n] for a in block)
+                    yield out if owned else tuple(np.array(a) for a in out)
+                    start += n
+                    continue
+                take = min(n - have, m - start)
+                pend.append(tuple(a[start:start + take] for a in block))
+                have, start = have + take, start + take
+                if have == n:
+                    yield tuple(np.concatenate(parts) for parts in zip(*pend))
+                    pend, have = [], 0
+        if pend and not self._drop:
+            yield tuple(np.concatenate(parts) for parts in zip(*pend))
+
+    def _from_elements(self, env):
         n, buf = self._n, []
         for el in self._input._iterate(env):
             buf.append(el)
@@ -750,6 +862,24 @@ class _Repeat(_Unary):
             if not produced:  # an empty dataset repeated forever is empty, not a hang
                 return
             epoch += 1
+
+    def _blocks(self, env, size):
+        first = self._input._blocks(env, size)
+        if first is None or self._count == 0:
+            return None if first is None else iter(())
+        return self._repeat_blocks(env, size, first)
+
+    def _repeat_blocks(self, env, size, blocks):
+        epoch = 0
+        while True:
+            produced = False
+            for b in blocks:
+                produced = True
+                yield b
+            epoch += 1
+            if not produced or 0 <= self._count <= epoch:
+                return
+            blocks = self._input._blocks(env, size)
 
 
 class _Take(_Unary):
