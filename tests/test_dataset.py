@@ -405,3 +405,17 @@ def test_vectorized_batch_path_matches_element_path():
             b = sess.run(nxt)
         b[0, 0] = -1.0
         assert xs[0, 0] == 0.0
+
+
+def test_graph_seed_makes_shuffle_and_map_randomness_repeatable():
+    def run():
+        with tw.Graph().as_default():
+            tw.set_random_seed(5)
+            ds = Dataset.range(30).shuffle(10).map(
+                lambda x: (x, tw.random_uniform([], 0, 1000, dtype=tw.int32)))
+            return [as_py(e) for e in drain(ds)]
+
+    a, b = run(), run()
+    assert a == b
+    assert [x for x, _ in a] != list(range(30))
+    assert len({r for _, r in a}) > 1

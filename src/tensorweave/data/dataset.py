@@ -568,6 +568,7 @@ class _TracedFunction:
         if not callable(fn):
             raise TypeError(f"{what}: expected a callable, got {type(fn).__name__}")
         self.graph = Graph()
+        self.graph.seed = getattr(get_default_graph(), "seed", None)  # as TF: inherited
         self.what = what
         with self.graph.as_default():
             self.placeholders = [array_ops.placeholder(dt, shp, name=f"arg{i}")
@@ -690,10 +691,10 @@ class _Shuffle(_Unary):
         if int(buffer_size) < 1:
             raise ValueError(f"shuffle: buffer_size must be >= 1, got {buffer_size!r}")
         self._buffer_size = int(buffer_size)
-        graph_seed = getattr(get_default_graph(), "seed", None)
-        if seed is None and graph_seed is not None:  # as TF: the graph seed makes it repeatable
-            seed = (int(graph_seed), len(get_default_graph()._ops))
-        self._seed = None if seed is None else np.atleast_1d(np.asarray(seed, np.int64)).tolist()
+        from tensorweave.ops.random_ops import get_seed
+
+        s1, s2 = get_seed(seed)  # TF1's rule: a graph-level seed makes it repeatable too
+        self._seed = None if s1 is None and s2 is None else [int(s1 or 0), int(s2 or 0)]
         self._reshuffle = reshuffle_each_iteration
 
     def _epoch_rng(self, env):

@@ -288,16 +288,12 @@ class RandomShuffleQueue(QueueBase):
 
 
 def _seeds(graph, op_seed):
-    """(seed, seed2) for an op as TF derives them: the graph-level seed when set, and the op
-    seed (or a per-graph counter when only the graph seed is set)."""
-    graph_seed = getattr(graph, "seed", None)
-    if graph_seed is None and op_seed is None:
-        return 0, 0
-    if graph_seed is None:
-        return 87654321, int(op_seed)
-    if op_seed is None:
-        op_seed = len(graph._ops)
-    return int(graph_seed), int(op_seed)
+    """(seed, seed2) by TF1's rule (the graph seed combined with the op seed); 0, 0: unseeded."""
+    from tensorweave.ops.random_ops import get_seed
+
+    with graph.as_default():
+        s1, s2 = get_seed(op_seed)
+    return s1 or 0, s2 or 0
 
 
 # --- iterators (the graph side of tw.data) ----------------------------------------------------
