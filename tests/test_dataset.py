@@ -419,3 +419,27 @@ def test_graph_seed_makes_shuffle_and_map_randomness_repeatable():
     assert a == b
     assert [x for x, _ in a] != list(range(30))
     assert len({r for _, r in a}) > 1
+
+
+def test_feedable_iterator_switches_by_string_handle():
+    with tw.Graph().as_default():
+        train = Dataset.range(100).repeat()
+        val = Dataset.range(1000, 1003)
+        train_it = train.make_one_shot_iterator()
+        val_it = val.make_initializable_iterator()
+        handle = tw.placeholder(tw.string, [])
+        it = tw.data.Iterator.from_string_handle(handle, train.output_types, train.output_shapes)
+        nxt = it.get_next()
+        assert nxt.shape.as_list() == [] and nxt.dtype == tw.int64
+        with tw.Session() as sess:
+            th, vh = sess.run([train_it.string_handle(), val_it.string_handle()])
+            assert [sess.run(nxt, {handle: th}) for _ in range(3)] == [0, 1, 2]
+            sess.run(val_it.initializer)
+            assert [sess.run(nxt, {handle: vh}) for _ in range(3)] == [1000, 1001, 1002]
+            with pytest.raises(tw.errors.OutOfRangeError):
+                sess.run(nxt, {handle: vh})
+            assert sess.run(nxt, {handle: th}) == 3  # the training position is kept
+            floats = Dataset.from_tensor_slices(X).make_one_shot_iterator()
+            fh = sess.run(floats.string_handle())
+            with pytest.raises(tw.errors.InvalidArgumentError, match="expects"):
+                sess.run(nxt, {handle: fh})

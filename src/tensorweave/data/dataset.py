@@ -129,6 +129,7 @@ class _IteratorResource:
 
     def __init__(self, dataset, captured):
         self.env = _IteratorEnv(captured)
+        self.types = dataset._types
         self._it = dataset._iterate(self.env)
         self._lock = threading.Lock()
         self._done = False
@@ -1088,6 +1089,23 @@ class Iterator:
             flat_shapes = [as_shape(s) for s in _flat_shapes(types, output_shapes)]
         handle = data_flow_ops.iterator_op(flat_types, flat_shapes, shared_name or "")
         return Iterator(handle, None, types, flat_types, flat_shapes)
+
+    @staticmethod
+    def from_string_handle(string_handle, output_types, output_shapes=None, output_classes=None):
+        """A feedable iterator: ``get_next`` reads from whichever iterator the fed
+        ``string_handle`` (from ``other.string_handle()``) names, e.g. training or validation."""
+        types = _map_structure(dtypes_lib.as_dtype, output_types)
+        flat_types = _flatten(types)
+        if output_shapes is None:
+            flat_shapes = [TensorShape(None)] * len(flat_types)
+        else:
+            flat_shapes = [as_shape(s) for s in _flat_shapes(types, output_shapes)]
+        handle = data_flow_ops.iterator_from_string_handle(string_handle, flat_types, flat_shapes)
+        return Iterator(handle, None, types, flat_types, flat_shapes)
+
+    def string_handle(self, name=None):
+        """A string tensor naming this iterator (feed it to a ``from_string_handle`` one)."""
+        return data_flow_ops.iterator_to_string_handle(self._handle, name=name)
 
     @staticmethod
     def _one_shot(dataset):

@@ -76,6 +76,15 @@ register_op("QueueCloseV2", stateful=True)(no_outputs)
 register_op("QueueSizeV2", stateful=True)(scalar_of(dtypes.int32))
 register_op("QueueIsClosedV2", stateful=True)(scalar_of(dtypes.bool_))
 register_op("MakeIterator", stateful=True)(no_outputs)
+register_op("IteratorToStringHandle", stateful=True)(scalar_of(dtypes.string))
+
+
+@register_op("IteratorFromStringHandleV2", stateful=True)
+def _from_string_handle_infer(op):
+    if op.inputs[0].dtype != dtypes.string:
+        raise TypeError(f"from_string_handle: the handle must be a string tensor, got "
+                        f"{op.inputs[0].dtype.name}")
+    return list(_HANDLE)
 
 
 @register_op("IteratorGetNext", stateful=True)
@@ -87,7 +96,8 @@ def _get_next_infer(op):
 for _t in ("FIFOQueueV2", "RandomShuffleQueueV2", "IteratorV2", "OneShotIterator",
            "QueueEnqueueV2", "QueueEnqueueManyV2", "QueueDequeueV2", "QueueDequeueManyV2",
            "QueueDequeueUpToV2", "QueueCloseV2", "QueueSizeV2", "QueueIsClosedV2",
-           "MakeIterator", "IteratorGetNext"):
+           "MakeIterator", "IteratorGetNext", "IteratorToStringHandle",
+           "IteratorFromStringHandleV2"):
     NotDifferentiable(_t)
 
 
@@ -317,6 +327,19 @@ def make_iterator(handle, dataset, captures=(), name=None):
         raise TypeError(f"make_iterator: handle must be a Tensor, got {handle!r}")
     return make_op("MakeIterator", [handle] + list(captures), {"dataset": dataset},
                    name=name or "MakeIterator")
+
+
+def iterator_to_string_handle(handle, name=None):
+    """A string scalar naming ``handle``'s iterator, to feed a ``from_string_handle`` one."""
+    return make_op("IteratorToStringHandle", [handle], {},
+                   name=name or "IteratorToStringHandle").outputs[0]
+
+
+def iterator_from_string_handle(string_handle, output_types, output_shapes, name=None):
+    """An iterator handle chosen at run time by the fed string."""
+    return make_op("IteratorFromStringHandleV2", [convert_to_tensor(string_handle)], {
+        "output_types": list(output_types), "output_shapes": list(output_shapes)},
+        name=name or "IteratorFromStringHandle").outputs[0]
 
 
 def iterator_get_next(handle, output_types, output_shapes, name=None):

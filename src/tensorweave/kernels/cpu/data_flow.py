@@ -300,13 +300,40 @@ def _make_iterator(op, ctx):
     return run
 
 
+@register_kernel("IteratorToStringHandle")
+def _to_string_handle(op, ctx):
+    return lambda handle: np.array(handle, dtype=object)
+
+
+@register_kernel("IteratorFromStringHandleV2")
+def _from_string_handle(op, ctx):
+    want = tuple(op.attrs["output_types"])
+
+    def run(string_handle):
+        key = string_handle.item() if isinstance(string_handle, np.ndarray) else string_handle
+        if isinstance(key, bytes):
+            key = key.decode()
+        if not isinstance(key, str) or not key:
+            raise errors.InvalidArgumentError(
+                None, op, f"from_string_handle: expected a handle from "
+                f"iterator.string_handle(), got {key!r}")
+        res = ctx.resources.get(key)
+        have = getattr(res, "types", None)
+        if have is not None and tuple(have) != want:
+            raise errors.InvalidArgumentError(
+                None, op, f"from_string_handle: iterator {key!r} yields "
+                f"{[d.name for d in have]} but this iterator expects {[d.name for d in want]}")
+        return key
+
+    return run
+
+
 @register_kernel("IteratorGetNext")
 def _get_next(op, ctx):
-    key = resource_key(handle_op(op))
     single = len(op.outputs) == 1
 
-    def run(handle):
-        res = ctx.resources.get(key)
+    def run(handle):  # the handle's value is its iterator's key (so feedable handles work)
+        res = ctx.resources.get(handle)
         if res is None:
             raise errors.FailedPreconditionError(
                 None, op, "GetNext() failed because the iterator has not been initialized. "
