@@ -6,7 +6,13 @@ import pytest
 
 import tensorweave as tw
 from op_harness import OpCase, check_case
-from tensorweave.ops import nn_ops
+from tensorweave.ops import math_ops, nn_ops
+
+
+def _needs(*names):
+    """Skips until the math family provides ``names`` (it is being written concurrently)."""
+    missing = [n for n in names if not hasattr(math_ops, n)]
+    return pytest.mark.skipif(bool(missing), reason=f"needs math_ops.{', '.join(missing)}")
 
 
 # --- NumPy references (float64) ------------------------------------------------------------------
@@ -149,7 +155,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
+_CASE_NEEDS = {
+    "softplus": ("sigmoid",), "softsign": ("abs", "sign"), "sigmoid": ("sigmoid",),
+    "l2_normalize_axis1": ("square", "rsqrt", "maximum"),
+    "l2_normalize_all": ("square", "rsqrt", "maximum"), "sigmoid_xent": ("sigmoid",),
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=_needs(*_CASE_NEEDS.get(c.name, ())))
+                                  for c in CASES], ids=str)
 def test_op(case):
     check_case(case)
 
@@ -226,6 +240,7 @@ def test_softmax_xent_v1_stops_gradient_into_labels_v2_does_not():
 
 
 # --- dropout ------------------------------------------------------------------------------------------
+@_needs("floor")
 def test_dropout_keep_prob_and_rate_scale_and_keep_fraction():
     x = tw.ones([20000])
     a = tw.nn.dropout(x, keep_prob=0.5, seed=1)
@@ -249,6 +264,7 @@ def test_dropout_argument_errors():
         tw.nn.dropout(x, rate=1.0)
 
 
+@_needs("floor")
 def test_dropout_keep_one_is_identity_and_noise_shape_broadcasts():
     x = tw.constant(np.arange(12.0, dtype=np.float32).reshape(4, 3) + 1)
     assert tw.nn.dropout(x, keep_prob=1.0) is x
@@ -264,6 +280,7 @@ def test_dropout_keep_one_is_identity_and_noise_shape_broadcasts():
     assert set(np.unique(zv / xv)) <= {0.0, 4.0}
 
 
+@_needs("floor")
 def test_dropout_gradient_uses_the_same_mask():
     x = tw.placeholder(tw.float32, [1000])
     y = tw.nn.dropout(x, keep_prob=0.5, seed=5)
@@ -274,6 +291,7 @@ def test_dropout_gradient_uses_the_same_mask():
 
 
 # --- embedding lookup -------------------------------------------------------------------------------
+@_needs("floormod", "floordiv", "equal", "maximum", "less")
 @pytest.mark.parametrize("strategy", ["mod", "div"])
 def test_embedding_lookup_sharded_matches_full_table(strategy):
     table = np.arange(30.0).reshape(10, 3)
@@ -298,18 +316,22 @@ def test_embedding_lookup_sharded_matches_full_table(strategy):
         np.testing.assert_allclose(d, w)
 
 
-def test_embedding_lookup_single_table_sparse_grad_and_max_norm():
+def test_embedding_lookup_single_table_gives_sparse_grad():
     table = np.array([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]])
     params = tw.constant(table)
-    ids = tw.constant([2, 0, 2])
-    out = tw.nn.embedding_lookup(params, ids)
+    out = tw.nn.embedding_lookup(params, tw.constant([2, 0, 2]))
     (g,) = tw.gradients(tw.reduce_sum(out), [params])
     assert isinstance(g, tw.IndexedSlices)
-    clipped = tw.nn.embedding_lookup([params], tw.constant([[0, 1]]), max_norm=1.0)
-    ov, dv, cv = _run([out, tw.convert_to_tensor(g), clipped])
+    ov, dv = _run([out, tw.convert_to_tensor(g)])
     np.testing.assert_array_equal(ov, table[[2, 0, 2]])
     np.testing.assert_array_equal(dv, [[1, 1], [0, 0], [2, 2]])
-    np.testing.assert_allclose(cv, [[[0.6, 0.8], [0.3, 0.4]]])
+
+
+@_needs("sqrt", "square", "maximum")
+def test_embedding_lookup_max_norm_clips_long_rows_only():
+    params = tw.constant(np.array([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0]]))
+    clipped = tw.nn.embedding_lookup([params], tw.constant([[0, 1]]), max_norm=1.0)
+    np.testing.assert_allclose(_run(clipped), [[[0.6, 0.8], [0.3, 0.4]]])
 
 
 def test_embedding_lookup_argument_errors():

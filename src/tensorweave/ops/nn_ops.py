@@ -507,9 +507,9 @@ def _shard_assignments(ids, params, strategy):
     one = constant(1, dtype=ids.dtype)
     shard = math_ops.maximum(math_ops.floordiv(ids, per + one),
                              math_ops.floordiv(ids - extras, per))
-    in_big = math_ops.less(shard, extras)
-    row = math_ops.where(in_big, math_ops.floormod(ids, per + one),
-                         math_ops.floormod(ids - extras, per))
+    in_big = math_ops.cast(math_ops.less(shard, extras), ids.dtype)
+    row = in_big * math_ops.floormod(ids, per + one) + \
+        (one - in_big) * math_ops.floormod(ids - extras, per)
     return shard, row
 
 
