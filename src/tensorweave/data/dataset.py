@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import itertools
 import queue
 import threading
 import weakref
@@ -639,25 +640,33 @@ class _Map(_Unary):
         return self._parallel_iter(env, call, upstream)
 
     def _parallel_iter(self, env, call, upstream):
+        # Tasks map chunks of consecutive elements: a future per element costs more than a
+        # small map function. num_parallel_calls chunks are in flight; order is kept.
         pool = env.pool(self._parallel)
         pending = collections.deque()
+
+        def run_chunk(chunk):
+            return [call(el) for el in chunk]
+
         try:
-            for el in upstream:  # keep num_parallel_calls elements in flight, in order
-                pending.append(pool.submit(call, el))
+            chunks = iter(lambda: list(itertools.islice(upstream, _MAP_CHUNK)), [])
+            for chunk in chunks:
+                pending.append(pool.submit(run_chunk, chunk))
                 if len(pending) >= self._parallel:
-                    out = _result(pending.popleft(), env)
-                    if out is _STOPPED:
+                    outs = _result(pending.popleft(), env)
+                    if outs is _STOPPED:
                         return
-                    yield out
+                    yield from outs
             while pending:
-                out = _result(pending.popleft(), env)
-                if out is _STOPPED:
+                outs = _result(pending.popleft(), env)
+                if outs is _STOPPED:
                     return
-                yield out
+                yield from outs
         finally:
             env.release_pool(pool)
 
 
+_MAP_CHUNK = 16
 _STOPPED = object()
 
 
@@ -892,7 +901,6 @@ class _Take(_Unary):
     def _iterate(self, env):
         if self._count < 0:
             return self._input._iterate(env)
-        import itertools
         return itertools.islice(self._input._iterate(env), self._count)
 
 
@@ -904,7 +912,6 @@ class _Skip(_Unary):
     def _iterate(self, env):
         if self._count < 0:
             return iter(())
-        import itertools
         return itertools.islice(self._input._iterate(env), self._count, None)
 
 
@@ -918,7 +925,6 @@ class _Shard(_Unary):
         self._num, self._index = num_shards, index
 
     def _iterate(self, env):
-        import itertools
         return itertools.islice(self._input._iterate(env), self._index, None, self._num)
 
 
