@@ -191,3 +191,27 @@ def test_gradient_reaches_a_variable_through_every_read():
     with tw.Session() as sess:
         sess.run(v.initializer)
         assert sess.run(g) == 6.0
+
+
+def test_close_wakes_a_blocked_dequeue_with_a_thread_pool():
+    # regression: close() shut the inter-op pool down before closing the queue it waited on
+    import threading
+
+    q = tw.FIFOQueue(2, [tw.float32], shapes=[[]])
+    d = q.dequeue()
+    sess = tw.Session(config=tw.ConfigProto(inter_op_parallelism_threads=2))
+    seen = []
+
+    def blocked():
+        try:
+            sess.run(d)
+        except tw.errors.OpError as e:
+            seen.append(type(e).__name__)
+
+    t = threading.Thread(target=blocked, daemon=True)
+    t.start()
+    import time
+    time.sleep(0.3)
+    sess.close()
+    t.join(10)
+    assert not t.is_alive() and seen == ["CancelledError"]

@@ -152,12 +152,8 @@ class BaseSession:
 
     def close(self):
         self._closed = True
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        self._plans.clear()
-        self._callables.clear()
-        self._ctx.variables.clear()
+        # resources first: closing a queue wakes kernels blocked on it, which the pool's
+        # threads must finish before the pool can shut down
         for r in list(self._ctx.resources.values()):
             if hasattr(r, "close"):
                 try:
@@ -165,6 +161,12 @@ class BaseSession:
                 except Exception:  # noqa: BLE001  (closing is best effort)
                     pass
         self._ctx.resources.clear()
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._plans.clear()
+        self._callables.clear()
+        self._ctx.variables.clear()
 
     def __del__(self):
         try:
