@@ -112,7 +112,8 @@ def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_op
             if d.gradient is None:
                 continue
             if len(op.outputs) > 1:
-                out_grads = [og if og is not None else array_ops.zeros_like(t)
+                out_grads = [og if og is not None or not t.dtype.is_floating
+                             else array_ops.zeros_like(t)
                              for t, og in zip(op.outputs, out_grads)]
             with ops.name_scope(op.name + "_grad"):
                 in_grads = d.gradient(op, *out_grads)

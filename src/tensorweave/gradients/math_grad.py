@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tensorweave.framework.constant_op import constant
-from tensorweave.framework.registry import RegisterGradient
+from tensorweave.framework.registry import NotDifferentiable, RegisterGradient
 from tensorweave.ops import array_ops, math_ops
 
 
@@ -139,3 +139,182 @@ def _mean_grad(op, grad):
         factor = math_ops.cast(array_ops.size(x), g.dtype) / math_ops.cast(
             array_ops.size(y), g.dtype)
     return [g / factor, None]
+
+
+# --- binary ------------------------------------------------------------------------------------
+@RegisterGradient("Pow")
+def _pow_grad(op, grad):
+    x, y = op.inputs
+    z = op.outputs[0]
+    gx = grad * y * math_ops.pow(x, y - 1.0)
+    # d/dy x^y = x^y log x, defined as 0 where x <= 0 (as TF does)
+    safe = math_ops.where(x > 0.0, x, array_ops.ones_like(x))
+    gy = grad * z * math_ops.where(x > 0.0, math_ops.log(safe), array_ops.zeros_like(x))
+    return [sum_to_shape(gx, x, y), sum_to_shape(gy, y, x)]
+
+
+def _minmax_grad(op, grad, pick_x):
+    x, y = op.inputs
+    xmask = pick_x(x, y)
+    zeros = array_ops.zeros_like(grad)
+    gx = math_ops.where(xmask, grad, zeros)
+    gy = math_ops.where(xmask, zeros, grad)
+    return [sum_to_shape(gx, x, y), sum_to_shape(gy, y, x)]
+
+
+@RegisterGradient("Maximum")
+def _maximum_grad(op, grad):
+    return _minmax_grad(op, grad, lambda x, y: math_ops.greater_equal(
+        x + array_ops.zeros_like(op.outputs[0]), y))
+
+
+@RegisterGradient("Minimum")
+def _minimum_grad(op, grad):
+    return _minmax_grad(op, grad, lambda x, y: math_ops.less_equal(
+        x + array_ops.zeros_like(op.outputs[0]), y))
+
+
+@RegisterGradient("SquaredDifference")
+def _squared_difference_grad(op, grad):
+    x, y = op.inputs
+    d = grad * 2.0 * (x - y)
+    return [sum_to_shape(d, x, y), sum_to_shape(math_ops.negative(d), y, x)]
+
+
+for _t in ("FloorDiv", "FloorMod", "Equal", "NotEqual", "Less", "LessEqual", "Greater",
+           "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "ArgMax", "ArgMin", "All",
+           "Any", "Floor", "Ceil", "Round", "Sign"):
+    NotDifferentiable(_t)
+
+
+# --- unary -------------------------------------------------------------------------------------
+@RegisterGradient("Abs")
+def _abs_grad(op, grad):
+    return [grad * math_ops.sign(op.inputs[0])]
+
+
+@RegisterGradient("Square")
+def _square_grad(op, grad):
+    return [grad * 2.0 * op.inputs[0]]
+
+
+@RegisterGradient("Sqrt")
+def _sqrt_grad(op, grad):
+    return [grad * 0.5 / op.outputs[0]]
+
+
+@RegisterGradient("Rsqrt")
+def _rsqrt_grad(op, grad):
+    y = op.outputs[0]
+    return [grad * -0.5 * y * y * y]
+
+
+@RegisterGradient("Exp")
+def _exp_grad(op, grad):
+    return [grad * op.outputs[0]]
+
+
+@RegisterGradient("Expm1")
+def _expm1_grad(op, grad):
+    return [grad * math_ops.exp(op.inputs[0])]
+
+
+@RegisterGradient("Log")
+def _log_grad(op, grad):
+    return [grad / op.inputs[0]]
+
+
+@RegisterGradient("Log1p")
+def _log1p_grad(op, grad):
+    return [grad / (1.0 + op.inputs[0])]
+
+
+@RegisterGradient("Sigmoid")
+def _sigmoid_grad(op, grad):
+    y = op.outputs[0]
+    return [grad * y * (1.0 - y)]
+
+
+@RegisterGradient("Sin")
+def _sin_grad(op, grad):
+    return [grad * math_ops.cos(op.inputs[0])]
+
+
+@RegisterGradient("Cos")
+def _cos_grad(op, grad):
+    return [math_ops.negative(grad * math_ops.sin(op.inputs[0]))]
+
+
+@RegisterGradient("Tan")
+def _tan_grad(op, grad):
+    c = math_ops.cos(op.inputs[0])
+    return [grad / (c * c)]
+
+
+@RegisterGradient("Reciprocal")
+def _reciprocal_grad(op, grad):
+    y = op.outputs[0]
+    return [math_ops.negative(grad) * y * y]
+
+
+@RegisterGradient("Erf")
+def _erf_grad(op, grad):
+    x = op.inputs[0]
+    return [grad * (2.0 / np.sqrt(np.pi)) * math_ops.exp(math_ops.negative(x * x))]
+
+
+@RegisterGradient("SelectV2")
+def _select_grad(op, grad):
+    c, x, y = op.inputs
+    zeros = array_ops.zeros_like(grad)
+    return [None, sum_to_shape(math_ops.where(c, grad, zeros), x, y),
+            sum_to_shape(math_ops.where(c, zeros, grad), y, x)]
+
+
+# --- batched matmul ----------------------------------------------------------------------------
+@RegisterGradient("BatchMatMulV2")
+def _batch_matmul_grad(op, grad):
+    a, b = op.inputs
+    ax, ay = op.attrs["adj_x"], op.attrs["adj_y"]
+    mm = math_ops.matmul
+    if not ax and not ay:
+        ga, gb = mm(grad, b, transpose_b=True), mm(a, grad, transpose_a=True)
+    elif not ax and ay:
+        ga, gb = mm(grad, b), mm(grad, a, transpose_a=True)
+    elif ax and not ay:
+        ga, gb = mm(b, grad, transpose_b=True), mm(a, grad)
+    else:
+        ga = mm(b, grad, transpose_a=True, transpose_b=True)
+        gb = mm(grad, a, transpose_a=True, transpose_b=True)
+    return [sum_to_shape(ga, a), sum_to_shape(gb, b)]
+
+
+# --- reductions --------------------------------------------------------------------------------
+def _minmax_reduction_grad(op, grad):
+    x, y = op.inputs[0], op.outputs[0]
+    g = _reduction_grad_broadcast(op, grad)
+    yk = _reduction_grad_broadcast(op, y)
+    ind = math_ops.cast(math_ops.equal(x, yk), grad.dtype)
+    axes = op.inputs[1]
+    num = math_ops.reduce_sum(ind, axes, keepdims=True)
+    return [ind / num * g, None]
+
+
+RegisterGradient("Max")(_minmax_reduction_grad)
+RegisterGradient("Min")(_minmax_reduction_grad)
+
+
+@RegisterGradient("Prod")
+def _prod_grad(op, grad):
+    # exact where x != 0 (y / x); inputs containing zeros get the product of the others
+    # only for a single zero per reduction group, which this formula does not cover
+    x, y = op.inputs[0], op.outputs[0]
+    g = _reduction_grad_broadcast(op, grad)
+    yk = _reduction_grad_broadcast(op, y)
+    return [g * yk / x, None]
+
+
+@RegisterGradient("Cumsum")
+def _cumsum_grad(op, grad):
+    return [math_ops.cumsum(grad, op.inputs[1], exclusive=op.attrs["exclusive"],
+                            reverse=not op.attrs["reverse"]), None]

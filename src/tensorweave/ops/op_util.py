@@ -6,6 +6,9 @@ from tensorweave.framework.ops import Tensor, convert_to_tensor, get_default_gra
 
 
 def graph_of(values):
+    default = get_default_graph()
+    if default._building_function:  # inside a control-flow body: it captures outer tensors
+        return default
     for v in values:
         if isinstance(v, Tensor):
             return v.graph

@@ -24,6 +24,13 @@ class Variable:
         if initial_value is None:
             raise ValueError("initial_value must be specified for tw.Variable (e.g. "
                              "tw.zeros([10]) or a NumPy array).")
+        from tensorweave.framework.func_graph import lifted_graph_scope
+        with lifted_graph_scope():  # variables made inside loop bodies live outside them
+            self._init(initial_value, trainable, collections, validate_shape, name, dtype,
+                       constraint, shape)
+
+    def _init(self, initial_value, trainable, collections, validate_shape, name, dtype,
+              constraint, shape):
         self._trainable = trainable
         self._constraint = constraint
         if collections is None:
