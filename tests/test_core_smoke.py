@@ -29,3 +29,10 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_op(case):
     check_case(case)
+
+
+def test_add_n_of_three_scalars():
+    # regression: the kernel accumulated into a NumPy scalar returned by 0-d np.add
+    xs = [tw.constant(float(i)) for i in range(1, 4)]
+    with tw.Session() as sess:
+        assert sess.run(tw.add_n(xs)) == 6.0

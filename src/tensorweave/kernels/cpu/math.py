@@ -17,7 +17,7 @@ register_simple_kernel("Tanh", np.tanh)
 @register_kernel("AddN")
 def _add_n(op, ctx):
     def run(*xs):
-        out = np.add(xs[0], xs[1])
+        out = np.array(np.add(xs[0], xs[1]))  # 0-d sums come back as scalars: make them arrays
         for x in xs[2:]:
             np.add(out, x, out=out)
         return out
