@@ -67,10 +67,12 @@ def train_digits(dataset, epochs, seed, workers, ps, mode, backup, groups, addre
         _report(result, as_json, f"accuracy {result['accuracy']:.2%} after {result['steps']} "
                 f"steps, {result['examples_per_sec']:.0f} examples/s")
         return
-    from tensorweave.models.digits import DigitsConfig, train as train_mlp
-    cfg = DigitsConfig(dataset, seed=seed)
-    if dataset == "fashion":
-        cfg = DigitsConfig("fashion", epochs=8, batch_size=128, shift_augment=0, seed=seed)
+    import dataclasses
+
+    from tensorweave.models.digits import FASHION_CONFIG, DigitsConfig
+    from tensorweave.models.digits import train as train_mlp
+    cfg = DigitsConfig(dataset, seed=seed) if dataset == "mnist5k" else \
+        dataclasses.replace(FASHION_CONFIG, seed=seed)
     if epochs is not None:
         cfg.epochs = epochs
     r = train_mlp(cfg, progress=not as_json)
