@@ -47,6 +47,8 @@ _OP_FAMILIES = [
     "variables",
     "data_flow_ops",
     "random_ops",
+    "init_ops",
+    "variable_scope",
 ]
 for _m in _OP_FAMILIES:
     _mod = _importlib.import_module(f"tensorweave.ops.{_m}")
@@ -86,3 +88,11 @@ from tensorweave import random  # noqa: E402,F401  (tw.random)
 _load_registrations()
 
 newaxis = None
+
+
+def __getattr__(name):
+    # tw.app / tw.flags import absl (~50 ms) only when first used
+    if name in ("app", "flags"):
+        app = _importlib.import_module("tensorweave.app")
+        return app if name == "app" else app.flags
+    raise AttributeError(f"module 'tensorweave' has no attribute {name!r}")
