@@ -29,6 +29,7 @@ class OpDef:
     ref_inputs: tuple = ()  # input indices that name a variable instead of passing its value
     view_of: int | None = None  # output 0 may alias this input's buffer (no copy)
     kernels: dict = field(default_factory=dict)  # device type -> factory(op, ctx) -> fn
+    host_memory: dict = field(default_factory=dict)  # device -> input indices kept on host
     gradient: Callable | None = None
     has_gradient: bool = False  # False: not registered (error); True with None fn: not differentiable
 
@@ -73,6 +74,12 @@ def register_kernel(op_type: str, device: str = "CPU"):
 def register_simple_kernel(op_type: str, fn, device: str = "CPU"):
     """Registers an attr-free kernel: the callable itself runs each step."""
     get_op_def(op_type).kernels[device] = lambda op, ctx: fn
+
+
+def register_host_memory(op_type: str, device: str, input_indices):
+    """Declares inputs that ``device``'s kernel reads on the host (shapes, axes, sizes): the
+    planner does not copy them to the device (TensorFlow's HostMemory)."""
+    get_op_def(op_type).host_memory[device] = frozenset(input_indices)
 
 
 def get_kernel_factory(op_type: str, device: str = "CPU"):

@@ -188,9 +188,36 @@ def _insert_transfers(steps, fetch_slots, feed_slots, n_slots):
             n_slots += 1
         return copies[key]
 
+    consts = {}
+
+    def on_const_aware(slot, dev, op):
+        """Constants are copied to a device once, at compile time."""
+        nonlocal n_slots
+        if slot in consts and dev != "CPU":
+            key = (slot, dev)
+            if key not in copies:
+                fn = TRANSFERS.get(("CPU", dev))
+                if fn is None:
+                    return on(slot, dev, op)
+                copies[key] = n_slots
+                where[n_slots] = dev
+                out.append(Step(op, None, (), (n_slots,), const=fn(consts[slot]), device=dev,
+                                transfer=True))
+                n_slots += 1
+            return copies[key]
+        return on(slot, dev, op)
+
     for st in steps:
         if st.const is None:
-            st.in_slots = tuple(on(s, st.device, st.op) for s in st.in_slots)
+            ref = st.op._op_def.ref_inputs
+            data_idx = [i for i in range(len(st.op.inputs)) if i not in ref]
+            host = st.op._op_def.host_memory.get(st.device, ())
+            st.in_slots = tuple(
+                s if (i in host and where[s] == "CPU") else on_const_aware(s, st.device, st.op)
+                for i, s in zip(data_idx, st.in_slots))
+        else:
+            for s in st.out_slots:
+                consts[s] = st.const
         out.append(st)
         for s in st.out_slots:
             where[s] = st.device if st.const is None else "CPU"

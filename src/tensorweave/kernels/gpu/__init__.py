@@ -88,8 +88,13 @@ def load() -> bool:
 
 
 def install_transfers(backend, device: str):
-    """Registers the planner's host<->``device`` copies for ``backend``."""
+    """Registers the planner's host<->``device`` copies for ``backend``, and the inputs its
+    kernels read on the host."""
+    from tensorweave.framework.registry import _OPS, register_host_memory
     from tensorweave.runtime import plan
+    for op_type, idx in HOST_INPUTS.items():
+        if op_type in _OPS:
+            register_host_memory(op_type, device, idx)
     plan.TRANSFERS[("CPU", device)] = backend.to_device
     plan.TRANSFERS[(device, "CPU")] = backend.to_host
 
