@@ -368,7 +368,7 @@ def setup_device(emulate):
     from tensorweave.kernels import gpu
     if not gpu.load():
         raise RuntimeError(f"no GPU: {gpu.unavailable_reason()}")
-    return "/gpu:0", gpu.backend().synchronize, "GPU"
+    return "/gpu:0", gpu.current_backend().synchronize, "GPU"
 
 
 def main(argv=None):

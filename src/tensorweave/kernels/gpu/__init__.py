@@ -104,8 +104,9 @@ def unavailable_reason():
     return _state["reason"]
 
 
-def backend():
-    """The CuPy backend once ``load()`` succeeded, else None."""
+def current_backend():
+    """The CuPy backend once ``load()`` succeeded, else None. (Not named ``backend``: the
+    ``backend`` submodule would shadow it on this package.)"""
     return _state["backend"]
 
 
