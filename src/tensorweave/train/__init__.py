@@ -11,6 +11,7 @@ _TRAIN_MODULES: list[str] = [
     "tensorweave.train.optimizers",
     "tensorweave.train.training_util",
     "tensorweave.train.queue_runner",
+    "tensorweave.train.saver",
 ]
 for _m in _TRAIN_MODULES:
     _mod = _importlib.import_module(_m)
