@@ -76,8 +76,8 @@ def kernels(be):
                     cur[indices] = updates
                 elif kind == "add":
                     xp.add.at(cur, indices, updates)
-                else:
-                    xp.subtract.at(cur, indices, updates)
+                else:  # CuPy's subtract.at is not reliable: add the negated rows
+                    xp.add.at(cur, indices, -updates)
                 return cur
 
             return run
