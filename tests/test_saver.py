@@ -333,3 +333,17 @@ def test_sigkill_mid_save_keeps_previous_checkpoint(tmp_path, mode):
     np.testing.assert_array_equal(sv, np.arange(6, dtype=np.float32).reshape(2, 3))
     assert not bv.any()
     assert tw.train.list_variables(str(ckpt_dir)) == [("big", [500, 1000]), ("small", [2, 3])]
+
+
+def test_partitioned_variable_saves_its_shards(tmp_path):
+    pv = tw.get_variable("emb", [5, 2], partitioner=tw.fixed_size_partitioner(2),
+                         initializer=tw.random_uniform_initializer(seed=1))
+    saver = tw.train.Saver([pv])
+    with tw.Session() as sess:
+        sess.run(tw.global_variables_initializer())
+        before = sess.run(tw.convert_to_tensor(pv))
+        path = saver.save(sess, str(tmp_path / "m"))
+        sess.run([v.assign(tw.zeros(v.shape.as_list())) for v in pv])
+        saver.restore(sess, path)
+        np.testing.assert_array_equal(sess.run(tw.convert_to_tensor(pv)), before)
+    assert tw.train.list_variables(path) == [("emb/part_0", [3, 2]), ("emb/part_1", [2, 2])]

@@ -298,3 +298,30 @@ def test_seeded_initializer_is_reproducible_across_sessions():
     np.testing.assert_array_equal(a, b)
     v = tw.get_variable("v", [5, 5], initializer=tw.random_normal_initializer(seed=12))
     assert not np.array_equal(_values(v)[0], a)
+
+
+# --- partitioned variables -------------------------------------------------------------------------
+def test_fixed_size_partitioner_shards_and_reuse():
+    with tw.variable_scope("e", partitioner=tw.fixed_size_partitioner(3)):
+        pv = tw.get_variable("emb", [10, 4], initializer=tw.random_normal_initializer(seed=1))
+    assert isinstance(pv, tw.PartitionedVariable) and len(pv) == 3
+    assert [v.name for v in pv] == ["e/emb/part_0:0", "e/emb/part_1:0", "e/emb/part_2:0"]
+    assert [v.shape.as_list() for v in pv] == [[4, 4], [3, 4], [3, 4]]
+    assert tw.trainable_variables() == list(pv)
+    with tw.variable_scope("e", reuse=True):
+        assert tw.get_variable("emb", [10, 4], partitioner=tw.fixed_size_partitioner(3)) is pv
+    ids = tw.constant([0, 3, 4, 9])
+    looked = tw.nn.embedding_lookup(list(pv), ids, partition_strategy="div")
+    full, rows = _values(tw.convert_to_tensor(pv), looked)
+    assert full.shape == (10, 4)
+    np.testing.assert_array_equal(rows, full[[0, 3, 4, 9]])
+
+
+def test_partitioned_initializer_sees_the_full_shape():
+    part = tw.min_max_variable_partitioner(max_partitions=4, min_slice_size=1024)
+    pv = tw.get_variable("w", [400, 100], partitioner=part,
+                         initializer=tw.glorot_uniform_initializer(seed=3))
+    assert len(pv) == 4  # 160 KB in slices of at least 1 KB, capped at 4
+    (full,) = _values(tw.convert_to_tensor(pv))
+    limit = np.sqrt(6.0 / 500)  # fans of the whole [400, 100] variable, not of a shard
+    assert np.abs(full).max() <= limit and full.std() > 0.9 * limit / np.sqrt(3)

@@ -224,9 +224,9 @@ def _get_single_or_partitioned(state, name, shape=None, dtype=None, initializer=
                                partitioner=None, validate_shape=True, constraint=None,
                                scope_dtype=dtypes.float32, **_):
     if partitioner is not None:
-        raise NotImplementedError(
-            f"get_variable({name!r}): partitioned variables are not supported yet; create the "
-            "shards with separate get_variable calls and use tw.nn.embedding_lookup on the list")
+        return _get_partitioned(state, name, partitioner, shape, dtype, initializer, regularizer,
+                                reuse, trainable, collections, validate_shape, constraint,
+                                scope_dtype)
     explicit_dtype = None if dtype is None else dtypes.as_dtype(dtype)
     dtype = explicit_dtype or dtypes.as_dtype(scope_dtype)
     shape = None if shape is None else (shape if isinstance(shape, TensorShape)
@@ -285,6 +285,155 @@ def _get_single_or_partitioned(state, name, shape=None, dtype=None, initializer=
         if loss is not None:
             ops.add_to_collection(GraphKeys.REGULARIZATION_LOSSES, loss)
     return v
+
+
+class _PartitionInfo:
+    """What an initializer of one shard learns about the whole variable."""
+
+    def __init__(self, full_shape, var_offset):
+        self.full_shape = list(full_shape)
+        self.var_offset = list(var_offset)
+
+
+class PartitionedVariable:
+    """A variable stored as shards ``<name>/part_<i>`` split along one axis (TF1's
+    ``get_variable(..., partitioner=...)``). Iterating gives the shards (pass ``list(pv)`` to
+    ``tw.nn.embedding_lookup``); converting to a tensor concatenates them."""
+
+    def __init__(self, name, shape, dtype, variable_list, partitions):
+        self._name, self._shape, self._dtype = name, shape, dtype
+        self._variable_list = list(variable_list)
+        self._partitions = list(partitions)
+        self._axis = next((i for i, p in enumerate(self._partitions) if p > 1), 0)
+
+    name = property(lambda self: self._name)
+    dtype = property(lambda self: self._dtype)
+    shape = property(lambda self: self._shape)
+    graph = property(lambda self: self._variable_list[0].graph)
+
+    def get_shape(self):
+        return self._shape
+
+    def __iter__(self):
+        return iter(self._variable_list)
+
+    def __len__(self):
+        return len(self._variable_list)
+
+    def _get_variable_list(self):
+        return list(self._variable_list)
+
+    def _get_partitions(self):
+        return list(self._partitions)
+
+    def as_tensor(self):
+        from tensorweave.ops import array_ops
+        if len(self._variable_list) == 1:
+            return array_ops.identity(self._variable_list[0])
+        with ops.name_scope(None), ops.name_scope(f"{self._name}/ConcatPartitions/"):
+            return array_ops.concat(self._variable_list, self._axis, name="concat")
+
+    def __repr__(self):
+        return (f"<tw.PartitionedVariable '{self._name}' shape={self._shape} "
+                f"parts={len(self._variable_list)}>")
+
+
+ops.register_tensor_conversion_function(
+    PartitionedVariable, lambda v, dtype=None, name=None, as_ref=False: v.as_tensor())
+
+
+def _get_partitioned(state, name, partitioner, shape, dtype, initializer, regularizer, reuse,
+                     trainable, collections, validate_shape, constraint, scope_dtype):
+    dtype = dtypes.as_dtype(dtype if dtype is not None else scope_dtype)
+    shape = None if shape is None else TensorShape(shape)
+    found = state.variables.get(name)
+    if found is not None or reuse is True:
+        if found is not None and not isinstance(found, PartitionedVariable):
+            raise ValueError(f"Trying to reuse variable {name} as partitioned, but it was "
+                             "created without a partitioner.")
+        got = _get_single_or_partitioned(state, name, shape=shape, dtype=dtype, reuse=reuse)
+        if shape is not None and not shape.is_compatible_with(got.shape):
+            raise ValueError(f"Trying to share variable {name}, but specified shape {shape} and "
+                             f"found shape {got.shape}.")
+        return got
+    if shape is None or not shape.is_fully_defined():
+        raise ValueError(f"Shape of a new partitioned variable ({name}) must be fully defined, "
+                         f"but instead was {shape}.")
+    if initializer is not None and not callable(initializer):
+        raise ValueError(f"Partitioned variable {name} needs a callable initializer, not a value")
+    dims = shape.as_list()
+    partitions = [int(p) for p in partitioner(shape=shape, dtype=dtype)]
+    if len(partitions) != len(dims) or any(p < 1 for p in partitions) or \
+            sum(p > 1 for p in partitions) > 1:
+        raise ValueError(f"Partitioner for {name} returned {partitions}: expected one positive "
+                         f"int per dimension of {dims}, at most one of them above 1")
+    axis = next((i for i, p in enumerate(partitions) if p > 1), 0)
+    n = min(partitions[axis], dims[axis]) if dims else 1
+    base, extra = divmod(dims[axis], n) if dims else (0, 0)
+    shards, offset = [], 0
+    if isinstance(initializer, type):
+        initializer = initializer(dtype=dtype)
+    init = initializer if initializer is not None else _default_initializer(name, dtype)
+    for i in range(n):
+        part = list(dims)
+        if dims:
+            part[axis] = base + (1 if i < extra else 0)
+        off = [0] * len(dims)
+        if dims:
+            off[axis] = offset
+        info = _PartitionInfo(dims, off)
+
+        def initial_value(part=part, info=info):
+            return init(part, dtype=dtype, partition_info=info)
+
+        shards.append(_get_single_or_partitioned(
+            state, f"{name}/part_{i}", shape=part, dtype=dtype,
+            initializer=_Bound(initial_value), regularizer=regularizer, reuse=reuse,
+            trainable=trainable, collections=collections, validate_shape=validate_shape,
+            constraint=constraint))
+        offset += part[axis] if dims else 0
+    pv = PartitionedVariable(name, shape, dtype, shards, partitions)
+    state.variables[name] = pv
+    return pv
+
+
+class _Bound:
+    """An initializer for one shard whose shape and partition info are already fixed."""
+
+    def __init__(self, make):
+        self._make = make
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        return self._make()
+
+
+def fixed_size_partitioner(num_shards, axis=0):
+    """A partitioner splitting ``axis`` into ``num_shards`` shards."""
+    def partitioner(shape, dtype=None):
+        parts = [1] * TensorShape(shape).ndims
+        parts[axis] = num_shards
+        return parts
+
+    return partitioner
+
+
+def min_max_variable_partitioner(max_partitions=1, axis=0, min_slice_size=256 << 10,
+                                 bytes_per_string_element=16):
+    """A partitioner making shards of at least ``min_slice_size`` bytes, at most
+    ``max_partitions`` of them."""
+    def partitioner(shape, dtype):
+        dims = TensorShape(shape).as_list()
+        dtype = dtypes.as_dtype(dtype)
+        elem = bytes_per_string_element if dtype is dtypes.string else dtype.size
+        total = elem
+        for d in dims:
+            total *= d
+        n = max(1, min(max_partitions, dims[axis], -(-total // min_slice_size)))
+        parts = [1] * len(dims)
+        parts[axis] = n
+        return parts
+
+    return partitioner
 
 
 def _default_initializer(name, dtype):
@@ -410,5 +559,6 @@ def no_regularizer(_):
     return None
 
 
-__all__ = ["AUTO_REUSE", "VariableScope", "get_variable", "get_local_variable",
+__all__ = ["AUTO_REUSE", "VariableScope", "PartitionedVariable", "fixed_size_partitioner",
+           "min_max_variable_partitioner", "get_variable", "get_local_variable",
            "get_variable_scope", "variable_scope", "variable_op_scope", "no_regularizer"]
