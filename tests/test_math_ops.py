@@ -1,0 +1,214 @@
+"""The math family as one table: forward vs NumPy float64, gradients vs central differences,
+second order for elementwise ops and matmul."""
+
+import numpy as np
+import pytest
+from op_harness import OpCase, check_case
+
+import tensorweave as tw
+
+
+def pos(*shapes, lo=0.5, hi=2.0):
+    return lambda r: [r.uniform(lo, hi, s) for s in shapes]
+
+
+def apart(shape):
+    """Two inputs whose elements differ (max/min gradients are undefined at ties)."""
+    def make(r):
+        a = r.standard_normal(shape)
+        return [a, a + r.choice([-1.0, 1.0], shape) * r.uniform(0.2, 1.0, shape)]
+    return make
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+CASES = [
+    # binary arithmetic with broadcasting
+    OpCase("add", tw.add, np.add, [(3, 4), (4,)], second_order=True),
+    OpCase("subtract", tw.subtract, np.subtract, [(2, 3), (2, 1)], second_order=True),
+    OpCase("multiply", tw.multiply, np.multiply, [(3, 1), (1, 4)], second_order=True),
+    OpCase("divide", tw.divide, np.divide, [(3, 4), (4,)], make_inputs=lambda r: [
+        r.standard_normal((3, 4)), r.uniform(1, 2, 4)], second_order=True),
+    OpCase("pow", tw.pow, np.power, [(3,), (3,)], make_inputs=pos((3,), (3,)),
+           second_order=True),
+    OpCase("pow_operator", lambda x: x ** 3.0, lambda x: x ** 3, [(4,)], second_order=True),
+    OpCase("maximum", tw.maximum, np.maximum, [(3, 4), (3, 4)], make_inputs=apart((3, 4))),
+    OpCase("minimum", tw.minimum, np.minimum, [(3, 4), (3, 4)], make_inputs=apart((3, 4))),
+    OpCase("squared_difference", tw.squared_difference, lambda x, y: (x - y) ** 2,
+           [(2, 3), (3,)], second_order=True),
+    OpCase("floordiv", tw.floordiv, np.floor_divide, [(5,), (5,)], grad=False,
+           make_inputs=lambda r: [r.uniform(-5, 5, 5), r.uniform(1, 2, 5)]),
+    OpCase("floormod", tw.floormod, np.mod, [(5,), (5,)], grad=False,
+           make_inputs=lambda r: [r.uniform(-5, 5, 5), r.uniform(1, 2, 5)]),
+    # unary
+    OpCase("negative", tw.negative, np.negative, [(4,)], second_order=True),
+    OpCase("abs", tw.abs, np.abs, [(5,)], make_inputs=lambda r: [
+        r.uniform(0.2, 1, 5) * r.choice([-1, 1], 5)]),
+    OpCase("square", tw.square, np.square, [(2, 3)], second_order=True),
+    OpCase("sqrt", tw.sqrt, np.sqrt, [(4,)], make_inputs=pos((4,)), second_order=True),
+    OpCase("rsqrt", tw.rsqrt, lambda x: 1 / np.sqrt(x), [(4,)], make_inputs=pos((4,)),
+           second_order=True),
+    OpCase("exp", tw.exp, np.exp, [(4,)], second_order=True),
+    OpCase("log", tw.log, np.log, [(4,)], make_inputs=pos((4,)), second_order=True),
+    OpCase("log1p", tw.log1p, np.log1p, [(4,)], make_inputs=pos((4,)), second_order=True),
+    OpCase("tanh", tw.tanh, np.tanh, [(4,)], second_order=True),
+    OpCase("sigmoid", tw.sigmoid, sigmoid, [(4,)], second_order=True),
+    OpCase("sin", tw.sin, np.sin, [(4,)], second_order=True),
+    OpCase("cos", tw.cos, np.cos, [(4,)], second_order=True),
+    OpCase("reciprocal", tw.reciprocal, np.reciprocal, [(4,)], make_inputs=pos((4,)),
+           second_order=True),
+    OpCase("sign", tw.sign, np.sign, [(5,)], grad=False),
+    OpCase("floor", tw.floor, np.floor, [(5,)], grad=False),
+    OpCase("ceil", tw.ceil, np.ceil, [(5,)], grad=False),
+    OpCase("round", tw.round, np.rint, [(5,)], grad=False),
+    # selection and clipping
+    OpCase("where", lambda c, x, y: tw.where(c > 0.0, x, y),
+           lambda c, x, y: np.where(c > 0, x, y), [(3, 4), (3, 4), (4,)],
+           grad_inputs=[1, 2]),
+    OpCase("where_rows", lambda c, x, y: tw.where(c > 0.0, x, y),
+           lambda c, x, y: np.where((c > 0)[:, None], x, y), [(3,), (3, 2), (3, 2)],
+           grad_inputs=[1, 2]),
+    OpCase("clip_by_value", lambda x: tw.clip_by_value(x, -0.5, 0.5),
+           lambda x: np.clip(x, -0.5, 0.5), [(6,)],
+           make_inputs=lambda r: [np.array([-1.0, -0.3, 0.1, 0.4, 0.7, 2.0])]),
+    # matmul
+    OpCase("matmul", tw.matmul, np.matmul, [(3, 4), (4, 2)], second_order=True),
+    OpCase("matmul_ta", lambda a, b: tw.matmul(a, b, transpose_a=True), lambda a, b: a.T @ b,
+           [(4, 3), (4, 2)], second_order=True),
+    OpCase("matmul_tb", lambda a, b: tw.matmul(a, b, transpose_b=True), lambda a, b: a @ b.T,
+           [(3, 4), (2, 4)]),
+    OpCase("batch_matmul", tw.matmul, np.matmul, [(2, 3, 4), (2, 4, 5)], second_order=True),
+    OpCase("batch_matmul_broadcast", tw.matmul, np.matmul, [(2, 3, 4), (4, 5)]),
+    OpCase("batch_matmul_adj", lambda a, b: tw.matmul(a, b, adjoint_a=True, adjoint_b=True),
+           lambda a, b: np.swapaxes(a, -1, -2) @ np.swapaxes(b, -1, -2), [(2, 4, 3), (2, 5, 4)]),
+    OpCase("matmul_operator", lambda a, b: a @ b, np.matmul, [(2, 3), (3, 2)]),
+    # reductions
+    OpCase("reduce_sum_all", tw.reduce_sum, np.sum, [(3, 4)], second_order=True),
+    OpCase("reduce_sum_neg_axis", lambda x: tw.reduce_sum(x, -1), lambda x: x.sum(-1),
+           [(2, 3, 4)]),
+    OpCase("reduce_mean_axes", lambda x: tw.reduce_mean(x, [0, 2], keepdims=True),
+           lambda x: x.mean((0, 2), keepdims=True), [(2, 3, 4)]),
+    OpCase("reduce_mean_dynamic", lambda x: tw.reduce_mean(x, 1), lambda x: x.mean(1),
+           [(3, 4)], static_shapes=False),
+    OpCase("reduce_max", lambda x: tw.reduce_max(x, 1), lambda x: x.max(1), [(3, 5)]),
+    OpCase("reduce_min_keep", lambda x: tw.reduce_min(x, 0, keepdims=True),
+           lambda x: x.min(0, keepdims=True), [(4, 3)]),
+    OpCase("reduce_prod", lambda x: tw.reduce_prod(x, 1), lambda x: x.prod(1), [(3, 4)],
+           make_inputs=pos((3, 4))),
+    OpCase("reduce_logsumexp", lambda x: tw.reduce_logsumexp(x, 1),
+           lambda x: np.log(np.exp(x).sum(1)), [(3, 5)], second_order=True),
+    OpCase("reduce_logsumexp_all", tw.reduce_logsumexp, lambda x: np.log(np.exp(x).sum()),
+           [(3, 5)]),
+    OpCase("keep_dims_alias", lambda x: tw.reduce_sum(x, reduction_indices=[1], keep_dims=True),
+           lambda x: x.sum(1, keepdims=True), [(2, 3)]),
+    OpCase("cumsum", lambda x: tw.cumsum(x, 1), lambda x: np.cumsum(x, 1), [(2, 4)]),
+    OpCase("cumsum_excl_rev", lambda x: tw.cumsum(x, 0, exclusive=True, reverse=True),
+           lambda x: np.flip(np.concatenate([np.zeros((1, 3)),
+                                             np.cumsum(np.flip(x, 0), 0)[:-1]]), 0), [(4, 3)]),
+    OpCase("tensordot", lambda a, b: tw.tensordot(a, b, 1), lambda a, b: np.tensordot(a, b, 1),
+           [(2, 3, 4), (4, 5)]),
+    OpCase("add_n", lambda a, b, c: tw.add_n([a, b, c]), lambda a, b, c: a + b + c,
+           [(2, 2), (2, 2), (2, 2)], second_order=True),
+    OpCase("cast_roundtrip", lambda x: tw.cast(tw.cast(x, tw.float32), tw.float64),
+           lambda x: x.astype(np.float32).astype(np.float64), [(4,)], grad=False),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_math_op(case):
+    check_case(case)
+
+
+BOOL_CASES = [
+    ("equal", tw.equal, np.equal), ("not_equal", tw.not_equal, np.not_equal),
+    ("less", tw.less, np.less), ("less_equal", tw.less_equal, np.less_equal),
+    ("greater", tw.greater, np.greater), ("greater_equal", tw.greater_equal, np.greater_equal),
+]
+
+
+@pytest.mark.parametrize("name,fn,ref", BOOL_CASES, ids=[c[0] for c in BOOL_CASES])
+def test_comparisons(name, fn, ref):
+    a = np.array([[1, 2, 3], [3, 2, 1]], np.int32)
+    b = np.array([2, 2, 2], np.int32)
+    out = fn(tw.constant(a), tw.constant(b))
+    assert out.dtype == tw.bool and out.shape.as_list() == [2, 3]
+    with tw.Session() as s:
+        np.testing.assert_array_equal(s.run(out), ref(a, b))
+
+
+def test_logical_ops_and_operators():
+    a = tw.constant([True, True, False, False])
+    b = tw.constant([True, False, True, False])
+    with tw.Session() as s:
+        got = s.run([tw.logical_and(a, b), tw.logical_or(a, b), tw.logical_xor(a, b),
+                     tw.logical_not(a), a & b, a | b, ~a])
+    assert [g.tolist() for g in got] == [
+        [True, False, False, False], [True, True, True, False], [False, True, True, False],
+        [False, False, True, True], [True, False, False, False], [True, True, True, False],
+        [False, False, True, True]]
+
+
+def test_where_without_xy_gives_coordinates():
+    c = tw.constant([[True, False], [False, True]])
+    idx = tw.where(c)
+    assert idx.dtype == tw.int64
+    with tw.Session() as s:
+        assert s.run(idx).tolist() == [[0, 0], [1, 1]]
+
+
+def test_argmax_argmin():
+    x = tw.constant([[1.0, 5.0, 3.0], [7.0, 0.0, 2.0]])
+    am = tw.argmax(x, 1)
+    assert am.dtype == tw.int64 and am.shape.as_list() == [2]
+    with tw.Session() as s:
+        assert s.run(am).tolist() == [1, 0]
+        assert s.run(tw.argmin(x, axis=0, output_type=tw.int32)).tolist() == [0, 1, 1]
+        assert s.run(tw.argmax(x, dimension=1)).tolist() == [1, 0]
+
+
+def test_integer_truediv_casts_to_float():
+    a, b = tw.constant([7, 8]), tw.constant([2, 4])
+    q = a / b
+    assert q.dtype == tw.float64
+    with tw.Session() as s:
+        np.testing.assert_array_equal(s.run(q), [3.5, 2.0])
+        assert s.run(a // b).tolist() == [3, 2]
+        assert s.run(a % b).tolist() == [1, 0]
+
+
+def test_reductions_on_bools_and_counts():
+    x = tw.constant([[True, False], [True, True]])
+    with tw.Session() as s:
+        assert s.run(tw.reduce_all(x, 1)).tolist() == [False, True]
+        assert s.run(tw.reduce_any(x, 0)).tolist() == [True, True]
+        assert s.run(tw.count_nonzero(tw.constant([0, 1, 2, 0]))) == 2
+
+
+def test_mismatched_shapes_and_dtypes_fail_at_construction():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4,\)"):
+        tw.add(tw.zeros([2, 3]), tw.zeros([4]))
+    with pytest.raises(TypeError, match="int32.*float32|float32.*int32"):
+        tw.add(tw.zeros([2], tw.float32), tw.zeros([2], tw.int32))
+    with pytest.raises(ValueError, match="Invalid reduction axis 2"):
+        tw.reduce_sum(tw.zeros([2, 3]), 2)
+    with pytest.raises(ValueError, match="Dimensions must be equal"):
+        tw.matmul(tw.zeros([2, 3, 4]), tw.zeros([2, 5, 6]))
+
+
+def test_python_scalars_take_the_tensor_dtype():
+    x = tw.placeholder(tw.float32, [2])
+    y = 2 * x + 1
+    assert y.dtype == tw.float32
+    with pytest.raises(TypeError):
+        tw.placeholder(tw.int32, [2]) + 1.5
+
+
+def test_cast_gradient_passes_through_float_casts_only():
+    x = tw.placeholder(tw.float64, [3])
+    g, = tw.gradients(tw.reduce_sum(tw.cast(x, tw.float32) * 2.0), [x])
+    assert g.dtype == tw.float64
+    with tw.Session() as s:
+        np.testing.assert_array_equal(s.run(g, {x: [1.0, 2.0, 3.0]}), [2.0, 2.0, 2.0])
+    assert tw.gradients(tw.cast(tw.cast(x, tw.int32), tw.float64), [x]) == [None]
