@@ -84,6 +84,7 @@ def _load_registrations():
 from tensorweave import nn, train  # noqa: E402,F401
 from tensorweave import data  # noqa: E402,F401  (tw.data)
 from tensorweave import random  # noqa: E402,F401  (tw.random)
+from tensorweave import layers  # noqa: E402,F401  (tw.layers)
 
 _load_registrations()
 
