@@ -3,9 +3,9 @@ checked against NumPy and central finite differences by the shared harness."""
 
 import numpy as np
 import pytest
-from op_harness import OpCase, check_case
 
 import tensorweave as tw
+from op_harness import OpCase, check_case
 
 
 def _power_loop(x):

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from op_harness import OpCase, check_case
 
 import tensorweave as tw
+from op_harness import OpCase, check_case
 
 CASES = [
     OpCase("add_broadcast", lambda x, y: x + y, np.add, [(3, 4), (4,)], second_order=True),

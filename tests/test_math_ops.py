@@ -3,9 +3,9 @@ second order for elementwise ops and matmul."""
 
 import numpy as np
 import pytest
-from op_harness import OpCase, check_case
 
 import tensorweave as tw
+from op_harness import OpCase, check_case
 
 
 def pos(*shapes, lo=0.5, hi=2.0):

@@ -23,18 +23,55 @@ __version__ = "0.1.0"
 from tensorweave.framework import errors  # noqa: E402
 from tensorweave.framework.constant_op import constant  # noqa: E402
 from tensorweave.framework.dtypes import (  # noqa: E402
-    DType, as_dtype, bfloat16, bool_ as bool, complex64, complex128, double, float16, float32,
-    float64, half, int8, int16, int32, int64, string, uint8, uint16)
+    DType,
+    as_dtype,
+    bfloat16,
+    complex64,
+    complex128,
+    double,
+    float16,
+    float32,
+    float64,
+    half,
+    int8,
+    int16,
+    int32,
+    int64,
+    string,
+    uint8,
+    uint16,
+)
+from tensorweave.framework.dtypes import bool_ as bool
 from tensorweave.framework.ops import (  # noqa: E402
-    Graph, GraphKeys, IndexedSlices, Operation, Tensor, add_to_collection, add_to_collections,
-    colocate_with, control_dependencies, convert_to_tensor, convert_to_tensor_or_indexed_slices,
-    device, get_collection, get_collection_ref, get_default_graph, get_default_session,
-    name_scope, register_tensor_conversion_function, reset_default_graph)
-from tensorweave.framework.registry import (  # noqa: E402
-    NotDifferentiable, RegisterGradient, no_gradient)
+    Graph,
+    GraphKeys,
+    IndexedSlices,
+    Operation,
+    Tensor,
+    add_to_collection,
+    add_to_collections,
+    colocate_with,
+    control_dependencies,
+    convert_to_tensor,
+    convert_to_tensor_or_indexed_slices,
+    device,
+    get_collection,
+    get_collection_ref,
+    get_default_graph,
+    get_default_session,
+    name_scope,
+    register_tensor_conversion_function,
+    reset_default_graph,
+)
+from tensorweave.framework.registry import NotDifferentiable, RegisterGradient, no_gradient  # noqa: E402
 from tensorweave.framework.tensor_shape import Dimension, TensorShape  # noqa: E402
 from tensorweave.runtime.config import (  # noqa: E402
-    ConfigProto, GPUOptions, GraphOptions, RunMetadata, RunOptions)
+    ConfigProto,
+    GPUOptions,
+    GraphOptions,
+    RunMetadata,
+    RunOptions,
+)
 from tensorweave.runtime.session import InteractiveSession, Session  # noqa: E402
 
 # Op families: each module's __all__ is re-exported at the top level (tw.matmul, tw.reshape...).
@@ -55,15 +92,31 @@ for _m in _OP_FAMILIES:
     for _n in getattr(_mod, "__all__", []):
         globals()[_n] = getattr(_mod, _n)
 
-from tensorweave.ops.state_ops import (  # noqa: E402
-    assign, assign_add, assign_sub, scatter_add, scatter_sub, scatter_update)
-from tensorweave.ops.variables import (  # noqa: E402
-    Variable, all_variables, global_variables, global_variables_initializer,
-    initialize_all_variables, is_variable_initialized, local_variables,
-    local_variables_initializer, model_variables, report_uninitialized_variables,
-    trainable_variables, variables_initializer)
-from tensorweave.ops.control_flow_ops import group, no_op, tuple_ as tuple  # noqa: E402,A001
 from tensorweave.gradients.gradients_impl import gradients, hessians  # noqa: E402
+from tensorweave.ops.control_flow_ops import group, no_op  # noqa: E402,A001
+from tensorweave.ops.control_flow_ops import tuple_ as tuple
+from tensorweave.ops.state_ops import (  # noqa: E402
+    assign,
+    assign_add,
+    assign_sub,
+    scatter_add,
+    scatter_sub,
+    scatter_update,
+)
+from tensorweave.ops.variables import (  # noqa: E402
+    Variable,
+    all_variables,
+    global_variables,
+    global_variables_initializer,
+    initialize_all_variables,
+    is_variable_initialized,
+    local_variables,
+    local_variables_initializer,
+    model_variables,
+    report_uninitialized_variables,
+    trainable_variables,
+    variables_initializer,
+)
 
 
 def _load_registrations():
@@ -81,14 +134,26 @@ def _load_registrations():
 
 # Sub-namespaces, as in TensorFlow: tw.nn, tw.train, ... (they declare op families too, so
 # they are imported before kernels and gradients register against those declarations).
-from tensorweave import nn, train  # noqa: E402,F401
-from tensorweave import data  # noqa: E402,F401  (tw.data)
-from tensorweave import random  # noqa: E402,F401  (tw.random)
-from tensorweave import layers  # noqa: E402,F401  (tw.layers)
+from tensorweave import (  # noqa: E402,F401
+    data,  # noqa: E402,F401  (tw.data)
+    layers,  # noqa: E402,F401  (tw.layers)
+    nn,
+    random,  # noqa: E402,F401  (tw.random)
+    train,
+)
 
 _load_registrations()
 
 newaxis = None
+
+_LAZY_TOOLS = {  # name -> (module, attribute or None for the module itself)
+    "summary": ("tensorweave.summary", None),
+    "timeline": ("tensorweave.timeline", None),
+    "saved_model": ("tensorweave.saved_model", None),
+    "onnx": ("tensorweave.onnx_export", None),
+    "graph_util": ("tensorweave.framework.graph_def", None),
+    "import_graph_def": ("tensorweave.framework.graph_def", "import_graph_def"),
+}
 
 
 def __getattr__(name):
@@ -96,4 +161,8 @@ def __getattr__(name):
     if name in ("app", "flags"):
         app = _importlib.import_module("tensorweave.app")
         return app if name == "app" else app.flags
+    # tools import protobuf/tensorboard/onnx only when first used
+    if name in _LAZY_TOOLS:
+        mod = _importlib.import_module(_LAZY_TOOLS[name][0])
+        return getattr(mod, _LAZY_TOOLS[name][1]) if _LAZY_TOOLS[name][1] else mod
     raise AttributeError(f"module 'tensorweave' has no attribute {name!r}")

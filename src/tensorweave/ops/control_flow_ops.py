@@ -7,8 +7,8 @@ from tensorweave.framework import nest, ops
 from tensorweave.framework.common_shapes import no_outputs
 from tensorweave.framework.func_graph import FuncGraph
 from tensorweave.framework.ops import Operation, Tensor, convert_to_tensor
-from tensorweave.framework.tensor_shape import TensorShape
 from tensorweave.framework.registry import register_op
+from tensorweave.framework.tensor_shape import TensorShape
 from tensorweave.ops.op_util import make_op
 
 register_op("NoOp")(no_outputs)

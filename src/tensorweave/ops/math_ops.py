@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from tensorweave.framework import dtypes
-from tensorweave.framework.common_shapes import (broadcasting_binary, broadcasting_compare,
-                                                 unchanged)
+from tensorweave.framework.common_shapes import broadcasting_binary, broadcasting_compare, unchanged
 from tensorweave.framework.constant_op import constant, constant_value
-from tensorweave.framework.ops import (IndexedSlices, convert_to_tensor, name_scope)
+from tensorweave.framework.ops import IndexedSlices, convert_to_tensor, name_scope
 from tensorweave.framework.registry import register_op
 from tensorweave.framework.tensor_shape import TensorShape
 from tensorweave.ops.op_util import binary_operands, make
@@ -249,6 +248,7 @@ def _unary(op_type, default_name):
 
 for _t, _n in _UNARY.items():
     globals()[_n] = _unary(_t, _n)
+log, exp = globals()["log"], globals()["exp"]  # used below by name
 
 # --- comparisons and logic ---------------------------------------------------------------------
 for _t in ("Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual"):

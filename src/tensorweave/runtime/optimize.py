@@ -107,9 +107,8 @@ def _fold(op, ins, rw, ctx, fed) -> bool:
     else:
         return False
     outs = val if len(op.outputs) > 1 else (val,)
-    for t, v in zip(op.outputs, outs):
-        if not isinstance(v, np.ndarray) and not np.isscalar(v):
-            return False
+    if any(not isinstance(v, np.ndarray) and not np.isscalar(v) for v in outs):
+        return False
     for t, v in zip(op.outputs, outs):
         arr = np.array(v, copy=True)
         arr.setflags(write=False)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
-from dataclasses import dataclass, field
 
 from tensorweave.framework import errors
 from tensorweave.framework.registry import get_kernel_factory

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from tensorweave.framework import dtypes, errors, ops
+from tensorweave.framework import errors, ops
 from tensorweave.framework.device import DeviceSpec
 from tensorweave.framework.ops import IndexedSlices, Operation, Tensor
 from tensorweave.framework.registry import get_kernel_factory
