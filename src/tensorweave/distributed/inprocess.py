@@ -12,16 +12,29 @@ from tensorweave.distributed.task import TaskServer
 class InProcessCluster:
     """Tasks named by a ClusterSpec, living in this process."""
 
-    def __init__(self, cluster_spec, recv_timeout: float = 60.0):
+    def __init__(self, cluster_spec, recv_timeout: float = 60.0, compress=None):
         self.spec = cluster_spec
+        self.compress = compress  # "bfloat16": what Ray would send, to test it in-process
+        self.recv_timeout = recv_timeout
         self.tasks = {name: TaskServer(name, self, recv_timeout)
                       for name in cluster_spec.task_names()}
-        self._pool = ThreadPoolExecutor(max(4, 2 * len(self.tasks)),
-                                        thread_name_prefix="tw-task")
+        # as a Ray actor serves 64 calls at once: blocking calls (a sync-replicas wait, a
+        # receive) from several clients must never starve the others of threads
+        self._pool = ThreadPoolExecutor(64 * len(self.tasks), thread_name_prefix="tw-task")
 
     # transport interface used by _Send kernels
     def send(self, dst, key, value):
+        if self.compress:
+            from tensorweave.distributed.task import encode_for_wire
+            value = encode_for_wire(value, self.compress)
         self.tasks[dst].deliver(key, value)
+
+    def restart_task(self, task):
+        """Replaces ``task`` with a fresh TaskServer: what a restarted process looks like
+        (no variables, no partitions)."""
+        old = self.tasks[task]
+        self.tasks[task] = TaskServer(task, self, self.recv_timeout)
+        old.shutdown()  # its blocked calls fail now, as a dead process's would
 
     # master interface
     def call(self, task, method, *args):

@@ -41,9 +41,10 @@ def _actor_class():
     class TaskActor:
         """Hosts one task's TaskServer; ``call`` runs any of its methods."""
 
-        def __init__(self, name, cluster_id, recv_timeout):
+        def __init__(self, name, cluster_id, recv_timeout, spec=None, compress=None):
             from tensorweave.distributed.task import TaskServer
-            self.server = TaskServer(name, RayTransport(cluster_id), recv_timeout)
+            self.spec = spec
+            self.server = TaskServer(name, RayTransport(cluster_id, compress), recv_timeout)
 
         def call(self, method, *args):
             return getattr(self.server, method)(*args)
@@ -54,7 +55,7 @@ def _actor_class():
         def run_client(self, fn, *args):
             """Runs a client program inside this task (between-graph replication)."""
             cluster = RayClusterClient(self.server.ctx.resources["transport"].cluster_id,
-                                       local=self.server)
+                                       spec=self.spec, local=self.server)
             return fn(cluster, *args)
 
         def pid(self):
@@ -70,8 +71,9 @@ def actor_name(cluster_id, task):
 class RayTransport:
     """Sends tensors to other tasks' actors (looked up by name, cached)."""
 
-    def __init__(self, cluster_id):
+    def __init__(self, cluster_id, compress=None):
         self.cluster_id = cluster_id
+        self.compress = compress
         self._handles = {}
 
     def handle(self, task):
@@ -81,10 +83,16 @@ class RayTransport:
         return h
 
     def send(self, dst, key, value):
+        if self.compress:
+            from tensorweave.distributed.task import encode_for_wire
+            value = encode_for_wire(value, self.compress)
         self.handle(dst).deliver.remote(key, value)
 
     def forget(self, task):
         self._handles.pop(task, None)
+
+    def forget_all(self):
+        self._handles.clear()
 
 
 class RayClusterClient:
@@ -93,7 +101,10 @@ class RayClusterClient:
 
     def __init__(self, cluster_id, spec=None, local=None):
         self.cluster_id = cluster_id
-        self.transport = RayTransport(cluster_id)
+        # inside a task, share the task's transport so that forgetting a restarted peer's
+        # handle (TaskServer.forget_peer) serves this client too
+        self.transport = local.ctx.resources["transport"] if local is not None \
+            else RayTransport(cluster_id)
         self.local = local
         self.spec = spec
 
@@ -126,7 +137,11 @@ class RayClusterClient:
                         f"{timeout:.0f} s; a task may have failed (see `ray status`).")
                 ready, pending = ray.wait(pending, num_returns=1, timeout=min(left, 5.0))
                 for r in ready:
-                    ray.get(r)  # raises the task's exception
+                    try:
+                        ray.get(r)  # raises the task's exception
+                    except ray.exceptions.RayActorError:
+                        self.transport.forget_all()  # a task died: look its actor up again
+                        raise
             vals = ray.get(refs, timeout=timeout)
             for (i, _), v in zip(remote, vals):
                 out[i] = v
@@ -148,34 +163,47 @@ class RayCluster(RayClusterClient):
     """Starts one actor per task of ``spec`` (``resources``: per-job Ray options such as
     ``{"worker": {"num_cpus": 1}}``) and is the master's transport."""
 
-    def __init__(self, spec, address=None, resources=None, recv_timeout=20.0):
+    def __init__(self, spec, address=None, resources=None, recv_timeout=20.0, compress=None):
         ray = ensure_ray(address)
         super().__init__(uuid.uuid4().hex[:10], spec)
-        actor_cls = _actor_class()
+        self.transport.compress = compress
+        self._resources = resources or {}
+        self._recv_timeout = recv_timeout
         self.actors = {}
         for task in spec.task_names():
-            job = task.split("/")[1][4:]
-            opts = dict((resources or {}).get(job, {}))
-            opts.setdefault("num_cpus", 0)
-            self.actors[task] = actor_cls.options(
-                name=actor_name(self.cluster_id, task), **opts).remote(
-                task, self.cluster_id, recv_timeout)
+            self.actors[task] = self._start_actor(task)
         ray.get([a.pid.remote() for a in self.actors.values()], timeout=120)
 
-    def restart_task(self, task, recv_timeout=120.0):
-        """Replaces a dead task's actor with a fresh one (state must be restored)."""
+    def _start_actor(self, task):
+        job = task.split("/")[1][4:]
+        opts = dict(self._resources.get(job, {}))
+        opts.setdefault("num_cpus", 0)
+        return _actor_class().options(name=actor_name(self.cluster_id, task), **opts).remote(
+            task, self.cluster_id, self._recv_timeout, self.spec, self.transport.compress)
+
+    def restart_task(self, task, timeout=120.0):
+        """Replaces a task's actor with a fresh one (its state must be restored) and tells the
+        other tasks to look it up again."""
+        import time
         ray = _ray()
         try:
-            ray.kill(self.actors[task])
+            ray.kill(self.actors[task], no_restart=True)
         except Exception:  # noqa: BLE001  (already dead)
             pass
-        job = task.split("/")[1][4:]
-        del job
         self.transport.forget(task)
-        self.actors[task] = _actor_class().options(
-            name=actor_name(self.cluster_id, task), num_cpus=0).remote(
-            task, self.cluster_id, recv_timeout)
-        ray.get(self.actors[task].pid.remote(), timeout=120)
+        deadline = time.monotonic() + timeout
+        while True:  # the dead actor's name is released asynchronously
+            try:
+                self.actors[task] = self._start_actor(task)
+                ray.get(self.actors[task].pid.remote(), timeout=timeout)
+                break
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        for other, actor in self.actors.items():
+            if other != task:
+                actor.call.remote("forget_peer", task)  # a dead peer simply never answers
 
     def run_clients(self, job, fn, *args, timeout=3600):
         """Runs ``fn(cluster_client, task_index, *args)`` in every task of ``job``."""

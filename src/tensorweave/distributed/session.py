@@ -10,6 +10,12 @@ from tensorweave.runtime import plan as plan_lib
 from tensorweave.runtime.session import BaseSession
 
 
+def _task_lost(e) -> bool:
+    """True for errors saying a task died or was restarted (its state is gone)."""
+    from tensorweave.framework import errors
+    return isinstance(e, errors.UnavailableError) or "Actor" in type(e).__name__
+
+
 class DistributedPlan:
     """A compiled signature: one registered partition per task, run together per step."""
 
@@ -29,7 +35,12 @@ class DistributedPlan:
         for task, p in self.parts.items():
             vals = [feed_values[i] for i, _ in p.feeds]
             calls.append((p, cluster.call(task, "run_partition", self.pid, step_id, vals)))
-        outs = cluster.wait([f for _, f in calls], timeout)  # raises the first task error
+        try:
+            outs = cluster.wait([f for _, f in calls], timeout)  # raises the first task error
+        except Exception as e:
+            if _task_lost(e):  # a restarted task lost its partitions: register them again
+                self.session._forget_plans()
+            raise
         results = [None] * self.n_fetches
         for (p, _), out in zip(calls, outs):
             for (i, _), v in zip(p.fetches, out):
@@ -78,6 +89,10 @@ class DistributedSession(BaseSession):
             plan = DistributedPlan(self, parts, pid, len(fetch_tensors))
             self._plans[key] = plan
         return plan
+
+    def _forget_plans(self):
+        self._plans.clear()
+        self._callables.clear()
 
     def list_devices(self):
         return [f"{t}/device:CPU:0" for t in self._cluster.spec.task_names()]
