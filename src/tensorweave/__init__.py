@@ -86,6 +86,7 @@ _OP_FAMILIES = [
     "random_ops",
     "init_ops",
     "variable_scope",
+    "clip_ops",
 ]
 for _m in _OP_FAMILIES:
     _mod = _importlib.import_module(f"tensorweave.ops.{_m}")

@@ -9,6 +9,7 @@ _NN_MODULES: list[str] = [
     # e.g. "tensorweave.ops.nn_ops",
     "tensorweave.ops.conv_ops",
     "tensorweave.ops.nn_ops",
+    "tensorweave.nn.rnn",  # also makes tw.nn.rnn_cell resolve
 ]
 for _m in _NN_MODULES:
     _mod = _importlib.import_module(_m)
