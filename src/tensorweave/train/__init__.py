@@ -11,6 +11,8 @@ _TRAIN_MODULES: list[str] = [
     "tensorweave.train.optimizers",
     "tensorweave.train.training_util",
     "tensorweave.train.queue_runner",
+    "tensorweave.distributed.device_setter",
+    "tensorweave.distributed.sync_replicas",
     "tensorweave.train.saver",
 ]
 for _m in _TRAIN_MODULES:
