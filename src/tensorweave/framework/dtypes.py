@@ -65,6 +65,9 @@ class DType:
     def __hash__(self) -> int:
         return hash(self.name)
 
+    def __reduce__(self):  # unpickle to the one instance: dtypes compare by identity
+        return (as_dtype, (self.name,))
+
 
 # Enum values follow TensorFlow's types.proto so that GraphDefs interchange.
 float16 = DType("float16", np.float16, 19)
