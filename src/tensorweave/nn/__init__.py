@@ -10,6 +10,8 @@ _NN_MODULES: list[str] = [
     "tensorweave.ops.conv_ops",
     "tensorweave.ops.nn_ops",
     "tensorweave.nn.rnn",  # also makes tw.nn.rnn_cell resolve
+    "tensorweave.nn.attention",
+    "tensorweave.nn.decoding",
 ]
 for _m in _NN_MODULES:
     _mod = _importlib.import_module(_m)

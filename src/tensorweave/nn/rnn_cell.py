@@ -119,8 +119,8 @@ class RNNCell:
                                  f"be known, got shape {inputs.shape}")
             self._variables = []
             with vs.variable_scope(scope or self._scope_name(),
-                                   reuse=True if self._reuse is True else None):
-                self._scope = vs.get_variable_scope().name
+                                   reuse=True if self._reuse is True else None) as sc:
+                self._scope, self._vscope = sc.name, sc
                 self.build(depth)
             self._built_graph = g
         with name_scope(self._scope.rsplit("/", 1)[-1]):
