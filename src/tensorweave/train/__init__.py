@@ -14,6 +14,7 @@ _TRAIN_MODULES: list[str] = [
     "tensorweave.distributed.device_setter",
     "tensorweave.distributed.sync_replicas",
     "tensorweave.train.saver",
+    "tensorweave.framework.graph_def",
 ]
 for _m in _TRAIN_MODULES:
     _mod = _importlib.import_module(_m)
