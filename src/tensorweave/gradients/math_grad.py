@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tensorweave.framework.constant_op import constant
+from tensorweave.framework.constant_op import constant, constant_value
 from tensorweave.framework.registry import NotDifferentiable, RegisterGradient
 from tensorweave.ops import array_ops, math_ops
+from tensorweave.ops.op_util import make
 
 
 def sum_to_shape(grad, x, other=None):
@@ -37,10 +38,22 @@ def sum_to_shape(grad, x, other=None):
     return array_ops.reshape(math_ops.reduce_sum(grad, rx), array_ops.shape(x))
 
 
+def _select(cond, a, b):
+    """SelectV2 with NumPy broadcasting; ``a``/``b`` may be Python scalars (bound as constants,
+    so no zeros_like op runs per step)."""
+    dtype = (b if isinstance(a, (int, float)) else a).dtype
+    a, b = [constant(v, dtype=dtype) if isinstance(v, (int, float)) else v for v in (a, b)]
+    return make("SelectV2", [cond, a, b], {}, name="Select")
+
+
+# --- binary -----------------------------------------------------------------------------------
 @RegisterGradient("AddV2")
 def _add_grad(op, grad):
     x, y = op.inputs
     return [sum_to_shape(grad, x, y), sum_to_shape(grad, y, x)]
+
+
+RegisterGradient("Add")(_add_grad)
 
 
 @RegisterGradient("Sub")
@@ -62,6 +75,77 @@ def _realdiv_grad(op, grad):
             sum_to_shape(math_ops.negative(grad) * x / (y * y), y, x)]
 
 
+@RegisterGradient("DivNoNan")
+def _div_no_nan_grad(op, grad):
+    x, y = op.inputs
+    dnn = math_ops.div_no_nan
+    return [sum_to_shape(dnn(grad, y), x, y),
+            sum_to_shape(grad * dnn(dnn(math_ops.negative(x), y), y), y, x)]
+
+
+@RegisterGradient("Pow")
+def _pow_grad(op, grad):
+    x, y = op.inputs
+    z = op.outputs[0]
+    gx = grad * y * math_ops.pow(x, y - 1)
+    # d/dy x^y = x^y log x, taken as 0 where x <= 0 (as TF does)
+    positive = math_ops.greater(x, constant(0, dtype=x.dtype))
+    log_x = _select(positive, math_ops.log(_select(positive, x, 1)), 0)
+    return [sum_to_shape(gx, x, y), sum_to_shape(grad * z * log_x, y, x)]
+
+
+def _minmax_grad(op, grad, x_wins):
+    x, y = op.inputs
+    mask = x_wins(x, y)  # broadcast to the output's (= grad's) shape by the comparison itself
+    return [sum_to_shape(_select(mask, grad, 0), x, y), sum_to_shape(_select(mask, 0, grad), y, x)]
+
+
+@RegisterGradient("Maximum")
+def _maximum_grad(op, grad):
+    return _minmax_grad(op, grad, math_ops.greater_equal)
+
+
+@RegisterGradient("Minimum")
+def _minimum_grad(op, grad):
+    return _minmax_grad(op, grad, math_ops.less_equal)
+
+
+@RegisterGradient("SquaredDifference")
+def _squared_difference_grad(op, grad):
+    x, y = op.inputs
+    d = grad * 2.0 * (x - y)
+    return [sum_to_shape(d, x, y), sum_to_shape(math_ops.negative(d), y, x)]
+
+
+@RegisterGradient("FloorMod")
+def _floor_mod_grad(op, grad):
+    # x mod y = x - floor(x / y) * y, with floor(x / y) piecewise constant
+    x, y = op.inputs
+    return [sum_to_shape(grad, x, y),
+            sum_to_shape(grad * math_ops.negative(math_ops.floordiv(x, y)), y, x)]
+
+
+@RegisterGradient("Atan2")
+def _atan2_grad(op, grad):
+    y, x = op.inputs
+    inv = grad / (x * x + y * y)
+    return [sum_to_shape(x * inv, y, x), sum_to_shape(math_ops.negative(y) * inv, x, y)]
+
+
+@RegisterGradient("SelectV2")
+def _select_grad(op, grad):
+    c, x, y = op.inputs
+    return [None, sum_to_shape(_select(c, grad, 0), x, y), sum_to_shape(_select(c, 0, grad), y, x)]
+
+
+for _t in ("FloorDiv", "TruncateDiv", "TruncateMod", "Equal", "NotEqual", "Less", "LessEqual",
+           "Greater", "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "ArgMax",
+           "ArgMin", "All", "Any", "Floor", "Ceil", "Round", "Rint", "Sign", "IsNan", "IsInf",
+           "IsFinite"):
+    NotDifferentiable(_t)
+
+
+# --- unary: the ones with a gradient op take (y, dy), as in TF ---------------------------------
 @RegisterGradient("Neg")
 def _neg_grad(op, grad):
     return [math_ops.negative(grad)]
@@ -69,10 +153,157 @@ def _neg_grad(op, grad):
 
 @RegisterGradient("Tanh")
 def _tanh_grad(op, grad):
-    y = op.outputs[0]
-    return [grad * (1.0 - y * y)]
+    return [math_ops.tanh_grad(op.outputs[0], grad)]
 
 
+@RegisterGradient("Sigmoid")
+def _sigmoid_grad(op, grad):
+    return [math_ops.sigmoid_grad(op.outputs[0], grad)]
+
+
+@RegisterGradient("Sqrt")
+def _sqrt_grad(op, grad):
+    return [math_ops.sqrt_grad(op.outputs[0], grad)]
+
+
+@RegisterGradient("Rsqrt")
+def _rsqrt_grad(op, grad):
+    return [math_ops.rsqrt_grad(op.outputs[0], grad)]
+
+
+@RegisterGradient("Reciprocal")
+def _reciprocal_grad(op, grad):
+    return [math_ops.reciprocal_grad(op.outputs[0], grad)]
+
+
+# Second order: each gradient op is bilinear-ish in (y, dy); d/d(dy) is the same op again.
+@RegisterGradient("TanhGrad")
+def _tanh_grad_grad(op, grad):
+    y, dy = op.inputs  # out = dy * (1 - y^2)
+    return [grad * -2.0 * dy * y, math_ops.tanh_grad(y, grad)]
+
+
+@RegisterGradient("SigmoidGrad")
+def _sigmoid_grad_grad(op, grad):
+    y, dy = op.inputs  # out = dy * y * (1 - y)
+    return [grad * dy * (1.0 - 2.0 * y), math_ops.sigmoid_grad(y, grad)]
+
+
+@RegisterGradient("SqrtGrad")
+def _sqrt_grad_grad(op, grad):
+    y, dy = op.inputs  # out = 0.5 * dy / y
+    return [math_ops.negative(grad) * op.outputs[0] / y, math_ops.sqrt_grad(y, grad)]
+
+
+@RegisterGradient("RsqrtGrad")
+def _rsqrt_grad_grad(op, grad):
+    y, dy = op.inputs  # out = -0.5 * dy * y^3
+    return [grad * -1.5 * dy * y * y, math_ops.rsqrt_grad(y, grad)]
+
+
+@RegisterGradient("ReciprocalGrad")
+def _reciprocal_grad_grad(op, grad):
+    y, dy = op.inputs  # out = -dy * y^2
+    return [grad * -2.0 * dy * y, math_ops.reciprocal_grad(y, grad)]
+
+
+@RegisterGradient("Abs")
+def _abs_grad(op, grad):
+    return [grad * math_ops.sign(op.inputs[0])]
+
+
+@RegisterGradient("Square")
+def _square_grad(op, grad):
+    return [grad * (2.0 * op.inputs[0])]
+
+
+@RegisterGradient("Exp")
+def _exp_grad(op, grad):
+    return [grad * op.outputs[0]]
+
+
+@RegisterGradient("Expm1")
+def _expm1_grad(op, grad):
+    return [grad * math_ops.exp(op.inputs[0])]
+
+
+@RegisterGradient("Log")
+def _log_grad(op, grad):
+    return [grad / op.inputs[0]]
+
+
+@RegisterGradient("Log1p")
+def _log1p_grad(op, grad):
+    return [grad / (1.0 + op.inputs[0])]
+
+
+@RegisterGradient("Sin")
+def _sin_grad(op, grad):
+    return [grad * math_ops.cos(op.inputs[0])]
+
+
+@RegisterGradient("Cos")
+def _cos_grad(op, grad):
+    return [math_ops.negative(grad * math_ops.sin(op.inputs[0]))]
+
+
+@RegisterGradient("Tan")
+def _tan_grad(op, grad):
+    c = math_ops.cos(op.inputs[0])
+    return [grad / (c * c)]
+
+
+@RegisterGradient("Asin")
+def _asin_grad(op, grad):
+    x = op.inputs[0]
+    return [grad * math_ops.rsqrt(1.0 - x * x)]
+
+
+@RegisterGradient("Acos")
+def _acos_grad(op, grad):
+    x = op.inputs[0]
+    return [math_ops.negative(grad) * math_ops.rsqrt(1.0 - x * x)]
+
+
+@RegisterGradient("Atan")
+def _atan_grad(op, grad):
+    x = op.inputs[0]
+    return [grad / (1.0 + x * x)]
+
+
+@RegisterGradient("Sinh")
+def _sinh_grad(op, grad):
+    return [grad * math_ops.cosh(op.inputs[0])]
+
+
+@RegisterGradient("Cosh")
+def _cosh_grad(op, grad):
+    return [grad * math_ops.sinh(op.inputs[0])]
+
+
+@RegisterGradient("Asinh")
+def _asinh_grad(op, grad):
+    return [grad / math_ops.cosh(op.outputs[0])]
+
+
+@RegisterGradient("Acosh")
+def _acosh_grad(op, grad):
+    return [grad / math_ops.sinh(op.outputs[0])]
+
+
+@RegisterGradient("Atanh")
+def _atanh_grad(op, grad):
+    x = op.inputs[0]
+    return [grad / (1.0 - x * x)]
+
+
+@RegisterGradient("Erf")
+def _erf_grad(op, grad):
+    x = op.inputs[0]
+    return [grad * (2.0 / np.sqrt(np.pi)) * math_ops.exp(math_ops.negative(x * x))]
+
+
+# --- AddN, Cast, matmul -----------------------------------------------------------------------
 @RegisterGradient("AddN")
 def _add_n_grad(op, grad):
     return [grad] * len(op.inputs)
@@ -86,27 +317,39 @@ def _cast_grad(op, grad):
     return [None]
 
 
+def _matmul_grads(a, b, grad, ta, tb):
+    """Gradients of op(a) @ op(b) where op transposes (the last two axes) when flagged."""
+    mm = math_ops.matmul
+    if not ta and not tb:
+        return mm(grad, b, transpose_b=True), mm(a, grad, transpose_a=True)
+    if not ta and tb:
+        return mm(grad, b), mm(grad, a, transpose_a=True)
+    if ta and not tb:
+        return mm(b, grad, transpose_b=True), mm(a, grad)
+    return (mm(b, grad, transpose_a=True, transpose_b=True),
+            mm(grad, a, transpose_a=True, transpose_b=True))
+
+
 @RegisterGradient("MatMul")
 def _matmul_grad(op, grad):
     a, b = op.inputs
-    ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
-    mm = math_ops.matmul
-    if not ta and not tb:
-        return [mm(grad, b, transpose_b=True), mm(a, grad, transpose_a=True)]
-    if not ta and tb:
-        return [mm(grad, b), mm(grad, a, transpose_a=True)]
-    if ta and not tb:
-        return [mm(b, grad, transpose_b=True), mm(a, grad)]
-    return [mm(b, grad, transpose_a=True, transpose_b=True),
-            mm(grad, a, transpose_a=True, transpose_b=True)]
+    return list(_matmul_grads(a, b, grad, op.attrs["transpose_a"], op.attrs["transpose_b"]))
 
 
+@RegisterGradient("BatchMatMulV2")
+def _batch_matmul_grad(op, grad):
+    a, b = op.inputs
+    ga, gb = _matmul_grads(a, b, grad, op.attrs["adj_x"], op.attrs["adj_y"])
+    # broadcast batch dims are summed back to each operand's own shape
+    return [sum_to_shape(ga, a), sum_to_shape(gb, b)]
+
+
+# --- reductions -------------------------------------------------------------------------------
 def _reduction_grad_broadcast(op, grad):
     """Reshapes the reduced gradient so it broadcasts against the reduction's input."""
     x, axes = op.inputs
     if op.attrs["keep_dims"]:
         return grad
-    from tensorweave.framework.constant_op import constant_value
     av = constant_value(axes)
     xs = x.shape.as_tuple()
     if av is not None and xs is not None:
@@ -141,162 +384,13 @@ def _mean_grad(op, grad):
     return [g / factor, None]
 
 
-# --- binary ------------------------------------------------------------------------------------
-@RegisterGradient("Pow")
-def _pow_grad(op, grad):
-    x, y = op.inputs
-    z = op.outputs[0]
-    gx = grad * y * math_ops.pow(x, y - 1.0)
-    # d/dy x^y = x^y log x, defined as 0 where x <= 0 (as TF does)
-    safe = math_ops.where(x > 0.0, x, array_ops.ones_like(x))
-    gy = grad * z * math_ops.where(x > 0.0, math_ops.log(safe), array_ops.zeros_like(x))
-    return [sum_to_shape(gx, x, y), sum_to_shape(gy, y, x)]
-
-
-def _minmax_grad(op, grad, pick_x):
-    x, y = op.inputs
-    xmask = pick_x(x, y)
-    zeros = array_ops.zeros_like(grad)
-    gx = math_ops.where(xmask, grad, zeros)
-    gy = math_ops.where(xmask, zeros, grad)
-    return [sum_to_shape(gx, x, y), sum_to_shape(gy, y, x)]
-
-
-@RegisterGradient("Maximum")
-def _maximum_grad(op, grad):
-    return _minmax_grad(op, grad, lambda x, y: math_ops.greater_equal(
-        x + array_ops.zeros_like(op.outputs[0]), y))
-
-
-@RegisterGradient("Minimum")
-def _minimum_grad(op, grad):
-    return _minmax_grad(op, grad, lambda x, y: math_ops.less_equal(
-        x + array_ops.zeros_like(op.outputs[0]), y))
-
-
-@RegisterGradient("SquaredDifference")
-def _squared_difference_grad(op, grad):
-    x, y = op.inputs
-    d = grad * 2.0 * (x - y)
-    return [sum_to_shape(d, x, y), sum_to_shape(math_ops.negative(d), y, x)]
-
-
-for _t in ("FloorDiv", "FloorMod", "Equal", "NotEqual", "Less", "LessEqual", "Greater",
-           "GreaterEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "ArgMax", "ArgMin", "All",
-           "Any", "Floor", "Ceil", "Round", "Sign"):
-    NotDifferentiable(_t)
-
-
-# --- unary -------------------------------------------------------------------------------------
-@RegisterGradient("Abs")
-def _abs_grad(op, grad):
-    return [grad * math_ops.sign(op.inputs[0])]
-
-
-@RegisterGradient("Square")
-def _square_grad(op, grad):
-    return [grad * 2.0 * op.inputs[0]]
-
-
-@RegisterGradient("Sqrt")
-def _sqrt_grad(op, grad):
-    return [grad * 0.5 / op.outputs[0]]
-
-
-@RegisterGradient("Rsqrt")
-def _rsqrt_grad(op, grad):
-    y = op.outputs[0]
-    return [grad * -0.5 * y * y * y]
-
-
-@RegisterGradient("Exp")
-def _exp_grad(op, grad):
-    return [grad * op.outputs[0]]
-
-
-@RegisterGradient("Expm1")
-def _expm1_grad(op, grad):
-    return [grad * math_ops.exp(op.inputs[0])]
-
-
-@RegisterGradient("Log")
-def _log_grad(op, grad):
-    return [grad / op.inputs[0]]
-
-
-@RegisterGradient("Log1p")
-def _log1p_grad(op, grad):
-    return [grad / (1.0 + op.inputs[0])]
-
-
-@RegisterGradient("Sigmoid")
-def _sigmoid_grad(op, grad):
-    y = op.outputs[0]
-    return [grad * y * (1.0 - y)]
-
-
-@RegisterGradient("Sin")
-def _sin_grad(op, grad):
-    return [grad * math_ops.cos(op.inputs[0])]
-
-
-@RegisterGradient("Cos")
-def _cos_grad(op, grad):
-    return [math_ops.negative(grad * math_ops.sin(op.inputs[0]))]
-
-
-@RegisterGradient("Tan")
-def _tan_grad(op, grad):
-    c = math_ops.cos(op.inputs[0])
-    return [grad / (c * c)]
-
-
-@RegisterGradient("Reciprocal")
-def _reciprocal_grad(op, grad):
-    y = op.outputs[0]
-    return [math_ops.negative(grad) * y * y]
-
-
-@RegisterGradient("Erf")
-def _erf_grad(op, grad):
-    x = op.inputs[0]
-    return [grad * (2.0 / np.sqrt(np.pi)) * math_ops.exp(math_ops.negative(x * x))]
-
-
-@RegisterGradient("SelectV2")
-def _select_grad(op, grad):
-    c, x, y = op.inputs
-    zeros = array_ops.zeros_like(grad)
-    return [None, sum_to_shape(math_ops.where(c, grad, zeros), x, y),
-            sum_to_shape(math_ops.where(c, zeros, grad), y, x)]
-
-
-# --- batched matmul ----------------------------------------------------------------------------
-@RegisterGradient("BatchMatMulV2")
-def _batch_matmul_grad(op, grad):
-    a, b = op.inputs
-    ax, ay = op.attrs["adj_x"], op.attrs["adj_y"]
-    mm = math_ops.matmul
-    if not ax and not ay:
-        ga, gb = mm(grad, b, transpose_b=True), mm(a, grad, transpose_a=True)
-    elif not ax and ay:
-        ga, gb = mm(grad, b), mm(grad, a, transpose_a=True)
-    elif ax and not ay:
-        ga, gb = mm(b, grad, transpose_b=True), mm(a, grad)
-    else:
-        ga = mm(b, grad, transpose_a=True, transpose_b=True)
-        gb = mm(grad, a, transpose_a=True, transpose_b=True)
-    return [sum_to_shape(ga, a), sum_to_shape(gb, b)]
-
-
-# --- reductions --------------------------------------------------------------------------------
 def _minmax_reduction_grad(op, grad):
+    # ties share the gradient equally, as in TF
     x, y = op.inputs[0], op.outputs[0]
     g = _reduction_grad_broadcast(op, grad)
     yk = _reduction_grad_broadcast(op, y)
     ind = math_ops.cast(math_ops.equal(x, yk), grad.dtype)
-    axes = op.inputs[1]
-    num = math_ops.reduce_sum(ind, axes, keepdims=True)
+    num = math_ops.reduce_sum(ind, op.inputs[1], keepdims=True)
     return [ind / num * g, None]
 
 
@@ -306,15 +400,30 @@ RegisterGradient("Min")(_minmax_reduction_grad)
 
 @RegisterGradient("Prod")
 def _prod_grad(op, grad):
-    # exact where x != 0 (y / x); inputs containing zeros get the product of the others
-    # only for a single zero per reduction group, which this formula does not cover
-    x, y = op.inputs[0], op.outputs[0]
+    # d prod / d x_i is the product of the others: y / x_i where x_i != 0; at a zero it is the
+    # product of the non-zeros when that zero is its group's only one, and 0 otherwise
+    x, y, axes = op.inputs[0], op.outputs[0], op.inputs[1]
     g = _reduction_grad_broadcast(op, grad)
     yk = _reduction_grad_broadcast(op, y)
-    return [g * yk / x, None]
+    is_zero = math_ops.equal(x, constant(0, dtype=x.dtype))
+    safe_x = _select(is_zero, 1, x)
+    others_nonzero = math_ops.reduce_prod(safe_x, axes, keepdims=True)
+    zeros = math_ops.reduce_sum(math_ops.cast(is_zero, x.dtype), axes, keepdims=True)
+    at_zero = _select(math_ops.equal(zeros, constant(1, dtype=x.dtype)), others_nonzero, 0)
+    return [g * _select(is_zero, at_zero, yk / safe_x), None]
 
 
+# --- scans ------------------------------------------------------------------------------------
 @RegisterGradient("Cumsum")
 def _cumsum_grad(op, grad):
     return [math_ops.cumsum(grad, op.inputs[1], exclusive=op.attrs["exclusive"],
                             reverse=not op.attrs["reverse"]), None]
+
+
+@RegisterGradient("Cumprod")
+def _cumprod_grad(op, grad):
+    # exact for non-zero inputs (as in TF): d out_j / d x_i = out_j / x_i for j past i
+    x, axis = op.inputs
+    ex, rev = op.attrs["exclusive"], op.attrs["reverse"]
+    out = math_ops.cumsum(op.outputs[0] * grad, axis, exclusive=ex, reverse=not rev)
+    return [out / x, None]
