@@ -12,6 +12,7 @@ _NN_MODULES: list[str] = [
     "tensorweave.nn.rnn",  # also makes tw.nn.rnn_cell resolve
     "tensorweave.nn.attention",
     "tensorweave.nn.decoding",
+    "tensorweave.nn.sampled",
 ]
 for _m in _NN_MODULES:
     _mod = _importlib.import_module(_m)
