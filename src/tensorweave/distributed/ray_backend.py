@@ -12,6 +12,8 @@ import uuid
 
 
 def _ray():
+    # must be set before Ray is imported, or raylet listens on every interface (Ray 2.60)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError as e:

@@ -178,6 +178,7 @@ class TrainConfig:
     checkpoint_secs: float = 5.0
     balance: bool = False  # place variables by bytes (greedy) instead of round-robin
     faults: list = field(default_factory=list)  # [(kind, index, at_global_step)] for tests
+    eval_secs: float | None = None  # evaluate held-out accuracy this often (trainer.history)
 
     def validate(self):
         if self.mode not in ("async", "sync", "hybrid"):
@@ -455,6 +456,7 @@ class DistributedTrainer:
         self.cfg = cfg
         self.progress = progress
         self.events: list[str] = []  # what the driver did about faults, for tests and logs
+        self.history: list[tuple] = []  # (seconds, global step, held-out accuracy)
         if cfg.checkpoint_dir is None:
             import tempfile
             cfg.checkpoint_dir = tempfile.mkdtemp(prefix="tw-ckpt-")
@@ -560,6 +562,7 @@ class DistributedTrainer:
                    unit="step", disable=not self.progress, mininterval=0.5)
         step, last_step, last_progress, last_ckpt = start_step, start_step, time.monotonic(), \
             time.monotonic()
+        last_eval = time.monotonic()
         try:
             while step < cfg.steps:
                 time.sleep(0.05)
@@ -596,6 +599,13 @@ class DistributedTrainer:
                     raise errors.DeadlineExceededError(
                         None, None, f"no training progress for {cfg.stall_timeout:g} s at global "
                         f"step {step}; driver events: {self.events[-5:]}")
+                if cfg.eval_secs and time.monotonic() - last_eval > cfg.eval_secs:
+                    try:
+                        acc = self.evaluate()["accuracy"]
+                        self.history.append((time.perf_counter() - t0, step, acc))
+                    except Exception as e:  # noqa: BLE001  (a PS is recovering: next time)
+                        self._log(f"evaluation skipped: {type(e).__name__}")
+                    last_eval = time.monotonic()
                 if time.monotonic() - last_ckpt > cfg.checkpoint_secs:
                     try:
                         self.checkpoint()
@@ -617,6 +627,7 @@ class DistributedTrainer:
                 a.stop()
         steps_done = self._global_step() - start_step
         result = self.evaluate()
+        self.history.append((seconds, self._global_step(), result["accuracy"]))
         result.update(steps=self._global_step(),
                       examples_per_sec=steps_done * cfg.examples_per_step
                       * self.rep.model.batch_size / seconds, seconds=seconds)
