@@ -213,6 +213,21 @@ CASES = [
            lambda x: np.flip(np.concatenate([np.ones((1, 2)),
                                              np.cumprod(np.flip(x, 0), 0)[:-1]]), 0), [(3, 2)],
            make_inputs=pos((3, 2))),
+    # einsum: linear in each operand, so gradients are einsums again
+    OpCase("einsum_matmul", lambda a, b: tw.einsum("ij,jk->ik", a, b),
+           lambda a, b: a @ b, [(2, 3), (3, 4)], second_order=True),
+    OpCase("einsum_implicit_three", lambda a, b, c: tw.einsum("ij,jk,kl", a, b, c),
+           lambda a, b, c: a @ b @ c, [(2, 3), (3, 4), (4, 2)], second_order=True),
+    OpCase("einsum_sum_out", lambda x: tw.einsum("ijk->j", x), lambda x: x.sum((0, 2)),
+           [(2, 3, 4)]),
+    OpCase("einsum_total", lambda x: tw.einsum("ij->", x), np.sum, [(2, 3)]),
+    OpCase("einsum_transpose", lambda x: tw.einsum("bij->bji", x),
+           lambda x: np.swapaxes(x, 1, 2), [(2, 3, 4)]),
+    OpCase("einsum_outer", lambda a, b: tw.einsum("i,j->ij", a, b), np.outer, [(3,), (2,)]),
+    OpCase("einsum_letter_broadcast", lambda a, b: tw.einsum("ij,j->ij", a, b), np.multiply,
+           [(3, 2), (1,)]),
+    OpCase("einsum_ellipsis", lambda a, b: tw.einsum("...i,...i->...", a, b),
+           lambda a, b: (a * b).sum(-1), [(2, 1, 4), (3, 4)]),
     OpCase("add_dynamic_broadcast", lambda x, y: x + y, np.add, [(2, 3), (2, 1)],
            static_shapes=False),
     OpCase("mul_dynamic_broadcast", lambda x, y: x * y, np.multiply, [(3,), (2, 3)],
@@ -431,3 +446,12 @@ def test_is_nan_inf_finite():
     assert nan.tolist() == [False, True, False, False]
     assert inf.tolist() == [False, False, True, True]
     assert fin.tolist() == [True, False, False, False]
+
+
+def test_einsum_errors_name_the_problem():
+    with pytest.raises(ValueError, match="names 2 operands, got 1"):
+        tw.einsum("ij,jk->ik", tw.zeros([2, 3]))
+    with pytest.raises(ValueError, match="subscript 'j' has sizes 3 and 4"):
+        tw.einsum("ij,jk->ik", tw.zeros([2, 3]), tw.zeros([4, 5]))
+    with pytest.raises(ValueError, match="appear in no input"):
+        tw.einsum("ij->ik", tw.zeros([2, 3]))

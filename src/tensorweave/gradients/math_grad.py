@@ -344,6 +344,40 @@ def _batch_matmul_grad(op, grad):
     return [sum_to_shape(ga, a), sum_to_shape(gb, b)]
 
 
+@RegisterGradient("Einsum")
+def _einsum_grad(op, grad):
+    # einsum is linear in each operand: d/dx_i = einsum(grad and the other operands -> x_i's
+    # subscripts). Letters only x_i has are summed out forward: broadcast them back afterwards.
+    ins, out = math_ops.parse_einsum(op.attrs["equation"], len(op.inputs))
+    if any("..." in s for s in ins) and "..." not in out:
+        raise NotImplementedError(f"einsum gradient: {op.attrs['equation']!r} sums over '...'; "
+                                  "name those axes with letters")
+    grads = []
+    for i, (sub, x) in enumerate(zip(ins, op.inputs)):
+        letters = sub.replace("...", "")
+        if len(set(letters)) != len(letters):
+            raise NotImplementedError(f"einsum gradient: repeated subscript in {sub!r} "
+                                      f"({op.attrs['equation']!r})")
+        others = [s for j, s in enumerate(ins) if j != i]
+        seen = set(out + "".join(others))
+        target = "".join(c for c in sub if c == "." or c in seen)
+        g = math_ops.einsum(f"{','.join([out, *others])}->{target}", grad,
+                            *[t for j, t in enumerate(op.inputs) if j != i])
+        if target != sub:
+            rank = x.shape.ndims
+            if rank is None:
+                raise NotImplementedError("einsum gradient: an operand of unknown rank")
+            head, _, tail = sub.partition("...")
+            expanded = head + "." * (rank - len(letters)) + tail
+            for pos, c in enumerate(expanded):
+                if c != "." and c not in seen:
+                    g = array_ops.expand_dims(g, pos)
+            g = array_ops.broadcast_to(g, x.shape.as_list() if x.shape.is_fully_defined()
+                                       else array_ops.shape(x))
+        grads.append(sum_to_shape(g, x))
+    return grads
+
+
 # --- reductions -------------------------------------------------------------------------------
 def _reduction_grad_broadcast(op, grad):
     """Reshapes the reduced gradient so it broadcasts against the reduction's input."""

@@ -627,6 +627,79 @@ def tensordot(a, b, axes, name=None):
         return array_ops.reshape(out, shape_a + shape_b)
 
 
+def parse_einsum(equation: str, n_operands: int):
+    """Splits an einsum equation into (input subscripts, output subscripts), making an implicit
+    output explicit (``...`` first, then the letters used once, sorted), as NumPy and TF do."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != n_operands:
+        raise ValueError(f"einsum equation {equation!r} names {len(ins)} operands, got "
+                         f"{n_operands}")
+    for sub in (*ins, out):
+        if not all(c.isalpha() for c in sub.replace("...", "")):
+            raise ValueError(f"einsum equation {equation!r}: subscripts are letters and '...'")
+    if not arrow:
+        letters = "".join(ins).replace(".", "")
+        once = sorted(c for c in set(letters) if letters.count(c) == 1)
+        out = ("..." if "..." in lhs else "") + "".join(once)
+    unknown = set(out.replace(".", "")) - set(lhs)
+    if unknown:
+        raise ValueError(f"einsum equation {equation!r}: output subscripts {sorted(unknown)} "
+                         "appear in no input")
+    return ins, out
+
+
+@register_op("Einsum")
+def _einsum_infer(op):
+    ins, out = parse_einsum(op.attrs["equation"], len(op.inputs))
+    dtype = op.inputs[0].dtype
+    sizes, ell = {}, TensorShape([])
+    for sub, t in zip(ins, op.inputs):
+        if t.dtype != dtype:
+            raise TypeError(f"einsum operands must share a dtype: {dtype.name} vs {t.dtype.name}")
+        dims = t.shape.as_list() if t.shape.ndims is not None else None
+        letters = sub.replace("...", "")
+        if dims is None:
+            if "..." in sub:
+                ell = TensorShape(None)
+            continue
+        if len(dims) < len(letters) or ("..." not in sub and len(dims) != len(letters)):
+            raise ValueError(f"einsum: subscripts {sub!r} do not fit operand shape {t.shape}")
+        head, _, _ = sub.partition("...")
+        n_ell = len(dims) - len(letters)
+        if "..." in sub:
+            ell = broadcast_shape(ell, TensorShape(dims[len(head):len(head) + n_ell]))
+        for c, d in zip(letters, dims[:len(head)] + dims[len(head) + n_ell:]):
+            # sizes broadcast: 1 yields to anything, unknown to a known size
+            old = sizes.get(c, 1)
+            if old not in (1, None) and d not in (1, None) and old != d:
+                raise ValueError(f"einsum {op.attrs['equation']!r}: subscript {c!r} has sizes "
+                                 f"{old} and {d} (operand shapes "
+                                 f"{[str(x.shape) for x in op.inputs]})")
+            sizes[c] = d if old == 1 else old if d == 1 or d is None else d
+    if ell.ndims is None and "..." in out:
+        return [(dtype, TensorShape(None))]
+    head, _, tail = out.partition("...")
+    dims = [sizes.get(c) for c in head] + (ell.as_list() if "..." in out else []) + \
+        [sizes.get(c) for c in tail]
+    return [(dtype, TensorShape(dims))]
+
+
+def einsum(equation, *inputs, **kwargs):
+    """Einstein summation, e.g. ``einsum("ij,jk->ik", a, b)`` (matmul), ``einsum("bij->bji",
+    x)``, ``einsum("...i,...i->...", u, v)``; operands broadcast like NumPy's ``einsum``."""
+    name = kwargs.pop("name", None)
+    if kwargs:
+        raise TypeError(f"einsum got unexpected keyword arguments {sorted(kwargs)}")
+    if not inputs:
+        raise ValueError("einsum needs at least one operand")
+    ts = [convert_to_tensor(t) for t in inputs]
+    ins, out = parse_einsum(equation, len(ts))
+    return make("Einsum", ts, {"equation": ",".join(ins) + "->" + out, "N": len(ts)},
+                name=name or "Einsum")
+
+
 def indexed_slices_to_dense(s: IndexedSlices):
     """Densifies a sparse gradient (rows + indices) with UnsortedSegmentSum."""
     from tensorweave.ops import array_ops
@@ -646,5 +719,5 @@ __all__ = [
     "logical_or", "logical_not", "logical_xor", "where", "where_v2", "clip_by_value", "matmul",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_all",
     "reduce_any", "reduce_logsumexp", "reduce_euclidean_norm", "count_nonzero", "argmax",
-    "argmin", "cumsum", "cumprod", "tensordot",
+    "argmin", "cumsum", "cumprod", "tensordot", "einsum",
 ]

@@ -259,3 +259,9 @@ def _scan(fn, identity):
 
 register_kernel("Cumsum")(_scan(np.cumsum, 0))
 register_kernel("Cumprod")(_scan(np.cumprod, 1))
+
+
+@register_kernel("Einsum")
+def _einsum(op, ctx):
+    eq = op.attrs["equation"]
+    return lambda *xs: np.asarray(np.einsum(eq, *xs))
