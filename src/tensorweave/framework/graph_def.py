@@ -403,9 +403,19 @@ def _node_attrs(node, op_type):
     return attrs
 
 
+# Op types declared by modules imported on first use (tw.summary loads protobuf/tensorboard).
+_LAZY_OP_MODULES = {t: "tensorweave.summary" for t in (
+    "ScalarSummary", "HistogramSummary", "ImageSummary", "TensorSummaryV2", "MergeSummary")}
+
+
 def unsupported_op_types(graph_def) -> list[str]:
     """Op types in ``graph_def`` that tensorweave has no registration for."""
+    import importlib
     known = registered_ops()
+    for mod in {_LAZY_OP_MODULES[n.op] for n in graph_def.node
+                if n.op in _LAZY_OP_MODULES and n.op not in known}:
+        importlib.import_module(mod)
+        known = registered_ops()
     return sorted({n.op for n in graph_def.node
                    if IMPORT_ALIASES.get(n.op, n.op) not in known})
 
