@@ -87,5 +87,13 @@ def _fail(message: str):
     sys.exit(2)
 
 
+from tensorweave.cli_tools import board, export, inspect_cmd, serve  # noqa: E402
+
+main.add_command(board)
+main.add_command(export)
+main.add_command(serve)
+main.add_command(inspect_cmd)
+
+
 if __name__ == "__main__":
     main()
