@@ -90,9 +90,12 @@ test: setup
 lint: setup
 	$(PY) -m ruff check src tests
 
+# OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (set on this machine) slow NumPy's BLAS: unset for the
+# bench only, never for tests; bench.run reports the kernel threadpoolctl then sees.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--quick" or "--threads 1,0".
 bench: setup
 	@flock $(LOCK) $(MAKE) --no-print-directory $(BENCH_STAMP)
-	$(PY) -m bench.run
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) -m bench.run $(BENCH_ARGS)
 
 $(BENCH_STAMP): pyproject.toml
 	@echo "installing .[bench] (tensorflow-cpu, CPU torch 2.13.0 from the local wheel)"

@@ -10,6 +10,7 @@ timer around each kernel (tracing) or on a thread pool (inter-op parallelism).
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -102,6 +103,39 @@ def _kernel_for(op, ctx, device_type):
     return factory(op, ctx)
 
 
+_allocator_tuned = None  # None: not tried yet; then whether it was applied
+
+
+def tune_allocator():
+    """Keeps freed step buffers in the process instead of handing them back to the OS.
+
+    glibc serves blocks above its mmap threshold (128 KiB at first) with fresh mmaps and
+    returns freed heap tops above its trim threshold: a training step that allocates tens of
+    MB of temporaries then page-faults every page of every buffer again on every step (the
+    LSTM benchmark: ~10,000 faults and a third of its time). Raising both thresholds once lets
+    the heap recycle those pages, which is what a framework's caching allocator does. Only on
+    glibc; ``TENSORWEAVE_MALLOC_TUNING=0`` turns it off. Returns True when applied.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:  # once per process
+        _allocator_tuned = _mallopt_thresholds()
+    return _allocator_tuned
+
+
+def _mallopt_thresholds() -> bool:
+    if os.environ.get("TENSORWEAVE_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith(
+            "linux"):
+        return False
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum on 64-bit
+    return bool(ok and mallopt(m_trim_threshold, 256 << 20))
+
+
 def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU",
                  options=None, placer=None, order_key=None) -> Plan:
     """Compiles the (fetches, targets, feeds) signature into a Plan.
@@ -110,6 +144,7 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
     op's kernel device (default: everything on ``device_type``); ``order_key`` (op name ->
     number consistent with the dependencies) fixes the run order.
     """
+    tune_allocator()
     ops = prune(fetch_tensors, target_ops, feed_tensors)
     rw = None
     if options is not None and (options.constant_folding or options.remove_identities
@@ -150,8 +185,13 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
         steps, fetch_slots = _insert_transfers(steps, fetch_slots, feed_slots, len(slot_of))
     fetch_copy = tuple(aliases_variable(t) or t.op.type == "Const" or
                        (rw is not None and t in rw.consts) for t in fetch_tensors)
+    fused = 0
+    if options is not None and getattr(options, "fusion", False) and \
+            all(st.device == "CPU" for st in steps):
+        steps, fused = _fuse_matmul_sums(steps, fetch_slots)
     plan = Plan(steps, feed_slots, fetch_slots, fetch_copy)
-    plan.rewrite_stats = rw.stats if rw is not None else {}
+    plan.rewrite_stats = dict(rw.stats) if rw is not None else {}
+    plan.rewrite_stats["matmul_sums_fused"] = fused
     _free_lists(plan)
     if options is not None and getattr(options, "fusion", False):
         _mark_inplace(plan)
@@ -272,17 +312,132 @@ def _reprune(fetch_tensors, target_ops, feed_tensors, rw):
     return order
 
 
+def _fuse_matmul_sums(steps, fetch_slots):
+    """``AddN(a_1 @ b_1, ..., a_n @ b_n, ...)`` -> one matmul over concatenated operands.
+
+    This is the gradient of a weight shared by n matmuls (an unrolled RNN cell: one
+    ``x_t.T @ dz_t`` per time step, then their sum): n small-K matmuls and n full-size partial
+    results alive at once become one large-K matmul (what BLAS is fast at) and one result.
+    Fused only where each partial feeds nothing but the sum, shapes are static, and the
+    operands are smaller than the partials they replace (so peak memory never grows).
+    Returns (steps, number of sums fused).
+    """
+    producer, consumers = {}, {}
+    for i, st in enumerate(steps):
+        for s in st.out_slots:
+            producer[s] = i
+        for s in st.in_slots:
+            consumers[s] = consumers.get(s, 0) + 1
+    keep = set(fetch_slots)
+    removed, replaced, n_fused = set(), {}, 0
+    for i, st in enumerate(steps):
+        if st.const is not None or st.op.type != "AddN" or not st.out_slots:
+            continue
+        groups: dict = {}
+        rest = []
+        for s in st.in_slots:
+            j = producer.get(s)
+            m = steps[j] if j is not None else None
+            if m is not None and m.const is None and m.op.type == "MatMul" and j not in removed \
+                    and consumers.get(s) == 1 and s not in keep and len(m.in_slots) == 2 \
+                    and not m.op._control_outputs and m.op.outputs[0].dtype == st.op.outputs[0].dtype \
+                    and all(t.shape.is_fully_defined() for t in (*m.op.inputs, m.op.outputs[0])):
+                key = (bool(m.op.attrs["transpose_a"]), bool(m.op.attrs["transpose_b"]))
+                groups.setdefault(key, []).append(j)
+            else:
+                rest.append(s)
+        spec, ins = [], []
+        for key, js in groups.items():
+            operand = sum(int(np.prod(t.shape.as_list())) for j in js for t in steps[j].op.inputs)
+            partial = sum(int(np.prod(steps[j].op.outputs[0].shape.as_list())) for j in js)
+            if len(js) < 2 or operand > partial:
+                rest += [steps[j].out_slots[0] for j in js]
+                continue
+            spec.append((*key, len(js)))
+            for j in js:
+                ins += list(steps[j].in_slots)
+                removed.add(j)
+        if not spec:
+            continue
+        replaced[i] = Step(st.op, _matmul_sum_kernel(tuple(spec)), tuple(ins + rest),
+                           st.out_slots, device=st.device)
+        n_fused += 1
+    if not n_fused:
+        return steps, 0
+    return [replaced.get(i, st) for i, st in enumerate(steps) if i not in removed], n_fused
+
+
+def _matmul_sum_kernel(spec):
+    """The fused step of :func:`_fuse_matmul_sums`: ``spec`` holds (transpose_a, transpose_b,
+    n) per group of matmuls; inputs are their (a, b) operands in order, then other addends."""
+
+    def run(*ins):
+        total, pos = None, 0
+        for ta, tb, n in spec:
+            a = np.concatenate(ins[pos:pos + 2 * n:2], axis=0 if ta else 1)
+            b = np.concatenate(ins[pos + 1:pos + 2 * n:2], axis=1 if tb else 0)
+            r = np.matmul(a.T if ta else a, b.T if tb else b)
+            total = r if total is None else np.add(total, r, out=total)
+            pos += 2 * n
+        for x in ins[pos:]:
+            np.add(total, x, out=total)
+        return total
+
+    run.fresh_output = True
+    return run
+
+
 _FRESH_PRODUCERS = {np.matmul}
 # Below this size passing out= costs more (keyword parsing) than the allocation it saves.
 _INPLACE_MIN_ELEMENTS = 2048
+_UNKNOWN_DIM_GUESS = 16  # an unknown (batch) dimension counts this much towards the size
+
+
+def _accepts_out(fn) -> bool:
+    """ufuncs, and kernels marked ``fn.accepts_out = True``: called as ``fn(*inputs, out=b)``
+    they write their (broadcast) result into ``b`` and return it. A kernel also marked
+    ``no_broadcast`` requires every input to have the output's shape."""
+    return (isinstance(fn, np.ufunc) and fn.nout == 1) or getattr(fn, "accepts_out", False)
+
+
+def _fresh(fn) -> bool:
+    """Kernels whose result is a new array no one else holds (not a view, not scratch):
+    ufuncs, np.matmul, and kernels marked ``accepts_out`` or ``fresh_output``."""
+    return fn in _FRESH_PRODUCERS or isinstance(fn, np.ufunc) or \
+        getattr(fn, "accepts_out", False) or getattr(fn, "fresh_output", False)
+
+
+def _same_shape_safely(ishape, oshape, others) -> bool:
+    """True when an input of static shape ``ishape`` surely has the output's shape at run
+    time: equal static shapes where known, and no other input (static shapes ``others``)
+    can broadcast a dimension that is unknown."""
+    if ishape is None or oshape is None or ishape != oshape:
+        return False
+    for tshape in others:
+        if tshape is None or len(tshape) > len(ishape):
+            return False
+        for d_in, d in zip(ishape[len(ishape) - len(tshape):], tshape):
+            if d_in is None and d != 1:
+                return False
+    return True
 
 
 def _mark_inplace(plan: Plan):
-    """Lets elementwise ufunc kernels write into an input buffer that dies at that step and
-    that a previous ufunc/matmul step allocated (never a feed, constant, view or variable)."""
+    """Lets elementwise kernels (ufuncs and kernels that accept ``out=``) write into an input
+    buffer that dies at that step and that a previous step freshly allocated (never a feed,
+    constant, view or variable)."""
     fresh = set()
-    tensor_of = {s: t for st in plan.steps if not st.transfer
+    tensor_of = {s: t for st in plan.steps if not st.transfer and st.const is None
                  for s, t in zip(st.out_slots, st.op.outputs)}
+    const_shape = {st.out_slots[0]: np.shape(st.const) for st in plan.steps
+                   if st.const is not None and st.out_slots}
+
+    def static_shape(slot):
+        if slot in const_shape:
+            return const_shape[slot]
+        t = tensor_of.get(slot)
+        return None if t is None else t.shape.as_tuple()
+
     # Only a buffer's sole consumer may overwrite it: any other consumer could hold a view.
     consumers: dict = {}
     for st in plan.steps:
@@ -297,20 +452,23 @@ def _mark_inplace(plan: Plan):
         fn = st.fn
         if st.transfer:
             continue
-        if isinstance(fn, np.ufunc) and fn.nout == 1 and len(st.out_slots) == 1:
+        if _accepts_out(fn) and len(st.out_slots) == 1 and st.device == "CPU":
             out_t = st.op.outputs[0]
             oshape = out_t.shape.as_tuple()
+            size = 0 if oshape is None else int(np.prod(
+                [_UNKNOWN_DIM_GUESS if d is None else d for d in oshape]))
             for k, s in enumerate(st.in_slots):
                 if s in fresh and last.get(s) == i and consumers.get(s) == 1 \
-                        and s not in plan.fetch_slots:
+                        and s not in plan.fetch_slots and size >= _INPLACE_MIN_ELEMENTS:
                     in_t = tensor_of.get(s)
-                    if in_t is not None and in_t.dtype == out_t.dtype and oshape is not None \
-                            and in_t.shape.as_tuple() == oshape and None not in oshape \
-                            and int(np.prod(oshape)) >= _INPLACE_MIN_ELEMENTS:
+                    others = [] if getattr(fn, "no_broadcast", False) else \
+                        [static_shape(o) for j, o in enumerate(st.in_slots) if j != k]
+                    if in_t is not None and in_t.dtype == out_t.dtype and \
+                            _same_shape_safely(in_t.shape.as_tuple(), oshape, others):
                         st.inplace = k
                         break
             fresh.add(st.out_slots[0])
-        elif fn in _FRESH_PRODUCERS and len(st.out_slots) == 1:
+        elif _fresh(fn) and len(st.out_slots) == 1 and st.device == "CPU":
             fresh.add(st.out_slots[0])
 
 

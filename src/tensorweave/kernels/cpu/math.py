@@ -190,7 +190,12 @@ def _matmul(op, ctx):
     ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
     if not ta and not tb:
         return np.matmul
-    return lambda a, b: np.matmul(a.T if ta else a, b.T if tb else b)
+
+    def run(a, b):
+        return np.matmul(a.T if ta else a, b.T if tb else b)
+
+    run.fresh_output = True  # a new array: the planner may let a later step write into it
+    return run
 
 
 @register_kernel("BatchMatMulV2")

@@ -24,7 +24,17 @@ register_simple_kernel("Elu", lambda x: np.where(x > 0, x, np.expm1(np.minimum(x
 register_simple_kernel("Softplus", lambda x: np.logaddexp(0, x).astype(x.dtype, copy=False))
 register_simple_kernel("Softsign", lambda x: x / (1 + np.abs(x)))
 
-register_simple_kernel("ReluGrad", lambda g, x: np.where(x > 0, g, 0).astype(g.dtype, copy=False))
+
+
+def _relu_grad(g, x, out=None):
+    # g * (x > 0), as TensorFlow computes it; a multiply by the mask is ~5x faster than
+    # np.where on a random sign pattern (no branch per element)
+    return np.multiply(g, np.greater(x, 0), out=out)
+
+
+# the planner may pass out=g when g dies here (plan._mark_inplace); g and x have equal shapes
+_relu_grad.accepts_out = _relu_grad.no_broadcast = True
+register_simple_kernel("ReluGrad", _relu_grad)
 register_simple_kernel(
     "Relu6Grad", lambda g, x: np.where((x > 0) & (x < 6), g, 0).astype(g.dtype, copy=False))
 register_simple_kernel("EluGrad", lambda g, y: np.where(y < 0, g * (y + 1), g))
@@ -75,7 +85,7 @@ def _bias_shape(data_format, rank, c):
 def _bias_add(op, ctx):
     fmt = op.attrs["data_format"]
 
-    def run(x, b):
+    def run(x, b, out=None):
         if x.ndim < 2:
             raise errors.InvalidArgumentError(
                 None, op, f"BiasAdd: value must be at least 2-D, got shape {list(x.shape)}")
@@ -84,8 +94,9 @@ def _bias_add(op, ctx):
             raise errors.InvalidArgumentError(
                 None, op, f"BiasAdd: bias shape {list(b.shape)} must match dimension {ch} of "
                           f"value shape {list(x.shape)} ({op.describe()})")
-        return x + b.reshape(_bias_shape(fmt, x.ndim, b.shape[0]))
+        return np.add(x, b.reshape(_bias_shape(fmt, x.ndim, b.shape[0])), out=out)
 
+    run.accepts_out = True
     return run
 
 
@@ -128,12 +139,14 @@ def _sparse_xent(op, ctx):
                 None, op, f"Received a label value of {int(labels[bad][0])} which is outside "
                           f"the valid range of [0, {c}). Label values: {labels.tolist()} "
                           f"({op.describe()})")
+        # one (n, c) buffer: shifted logits, then exp in place, then the softmax minus one-hot
         s = _shifted(logits)
-        e = np.exp(s)
-        z = np.sum(e, axis=-1)
         rows = np.arange(n)
-        loss = np.log(z) - s[rows, labels]
-        backprop = e / z[:, None]
+        picked = s[rows, labels]
+        backprop = np.exp(s, out=s)
+        z = np.sum(backprop, axis=-1)
+        loss = np.log(z) - picked
+        backprop /= z[:, None]
         backprop[rows, labels] -= 1
         return loss.astype(logits.dtype, copy=False), backprop
 
