@@ -350,3 +350,13 @@ def test_tensorflow_graph_with_unknown_ops_lists_them(tf):
     with tw.Graph().as_default():
         with pytest.raises(ValueError, match="Digamma, Lgamma"):
             tw.import_graph_def(g.as_graph_def().SerializeToString())
+
+
+def test_tf_op_table_covers_every_registered_op_tensorflow_knows(tf):
+    from tensorflow.python.framework import op_def_registry
+
+    from tensorweave.framework.registry import registered_ops
+    from tensorweave.framework.tf_op_table import TF_OPS
+    stale = sorted(t for t in registered_ops()
+                   if t not in TF_OPS and op_def_registry.get(t) is not None)
+    assert not stale, f"run scripts/gen_tf_op_table.py: the table lacks {stale}"

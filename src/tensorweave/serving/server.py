@@ -330,6 +330,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, {"error": f"{type(e).__name__}: {e}"})
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 resets bursts of concurrent clients
+
+
 class ModelServer:
     """Serves a SavedModel directory over HTTP (TF Serving's REST API).
 
@@ -350,8 +355,7 @@ class ModelServer:
         self.max_rows = max_rows
         self.verbose = verbose
         self.batcher = Batcher(self.predictor, max_batch_size, batch_timeout_ms)
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), _Handler)
         self.httpd.model_server = self
         self._thread = None
 
