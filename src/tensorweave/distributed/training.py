@@ -562,10 +562,11 @@ class DistributedTrainer:
                    unit="step", disable=not self.progress, mininterval=0.5)
         step, last_step, last_progress, last_ckpt = start_step, start_step, time.monotonic(), \
             time.monotonic()
-        last_eval = time.monotonic()
+        last_eval = last_health = time.monotonic()
+        warm = None  # (time, step) once every worker is running: throughput is measured after
         try:
             while step < cfg.steps:
-                time.sleep(0.05)
+                time.sleep(0.1)
                 while faults and step >= faults[0][2]:
                     kind, index, _ = faults.pop(0)
                     self._log(f"fault: killing {kind} {index} at step {step}")
@@ -585,11 +586,15 @@ class DistributedTrainer:
                         if isinstance(self.backend, RayBackend):
                             self.backend.restart(f"/job:worker/task:{i}")
                         handles[i] = self.backend.start_worker(i, cfg)
-                self._check_ps()
+                if time.monotonic() - last_health > 0.5:
+                    self._check_ps()
+                    last_health = time.monotonic()
                 for a in aggregators:
                     if not a.running:
                         raise RuntimeError(f"sync aggregation stopped: {a.error}") from a.error
                 step = self._global_step(default=step)
+                if warm is None and step - start_step >= cfg.workers:
+                    warm = (time.perf_counter(), step)
                 if step != last_step:
                     bar.update(step - last_step)
                     el = time.perf_counter() - t0
@@ -612,7 +617,11 @@ class DistributedTrainer:
                     except Exception as e:  # noqa: BLE001  (a PS is recovering: next time)
                         self._log(f"checkpoint skipped: {type(e).__name__}")
                     last_ckpt = time.monotonic()
-            seconds = time.perf_counter() - t0
+            t_end = time.perf_counter()
+            seconds = t_end - t0
+            if warm is None or step <= warm[1]:
+                warm = (t0, start_step)
+            rate = (step - warm[1]) / (t_end - warm[0])  # global steps/s in steady state
             for i, h in handles.items():  # workers stop by themselves at the target step
                 deadline = time.monotonic() + cfg.timeout * 2
                 while not self.backend.result(h, timeout=0.5)[0]:
@@ -625,12 +634,11 @@ class DistributedTrainer:
             bar.close()
             for a in aggregators:
                 a.stop()
-        steps_done = self._global_step() - start_step
         result = self.evaluate()
         self.history.append((seconds, self._global_step(), result["accuracy"]))
         result.update(steps=self._global_step(),
-                      examples_per_sec=steps_done * cfg.examples_per_step
-                      * self.rep.model.batch_size / seconds, seconds=seconds)
+                      examples_per_sec=rate * cfg.examples_per_step * self.rep.model.batch_size,
+                      seconds=seconds)
         self.checkpoint()
         return result
 
