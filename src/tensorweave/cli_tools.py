@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -37,11 +38,19 @@ def board(logdir, port, host):
            "--port", str(port)]
     click.echo(f"TensorBoard at http://{host}:{port}/ (Ctrl-C to stop)")
     proc = subprocess.Popen(cmd)
+
+    def stop(signum, frame):  # SIGTERM to us stops the TensorBoard we started
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         sys.exit(proc.wait())
     except KeyboardInterrupt:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _split_names(s):
