@@ -97,3 +97,14 @@ main.add_command(inspect_cmd)
 
 if __name__ == "__main__":
     main()
+
+
+from tensorweave.cli_seq import reply as _reply  # noqa: E402
+from tensorweave.cli_seq import train_smart_reply as _train_smart_reply  # noqa: E402
+from tensorweave.cli_seq import train_translate as _train_translate  # noqa: E402
+from tensorweave.cli_seq import translate as _translate  # noqa: E402
+
+train.add_command(_train_translate)
+train.add_command(_train_smart_reply)
+main.add_command(_translate)
+main.add_command(_reply)

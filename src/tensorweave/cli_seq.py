@@ -1,0 +1,171 @@
+"""Command-line front ends of the sequence applications (added to ``tensorweave`` in cli.py)::
+
+    tensorweave train translate [--from de --to en] [--minutes 25] [--no-attention]
+    tensorweave translate "Sie näht ihre Kleider selbst."
+    tensorweave translate --to de "She makes her own clothes."
+    tensorweave train smart-reply
+    tensorweave reply "Are you coming to the party?"
+
+Heavy imports (tensorweave's core, sentencepiece, sacrebleu) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+
+def _fail(message: str):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _directions(src, tgt):
+    if src is None and tgt is None:
+        src, tgt = "de", "en"
+    elif src is None:
+        src = {"en": "de", "de": "en"}.get(tgt)
+    elif tgt is None:
+        tgt = {"en": "de", "de": "en"}.get(src)
+    if {src, tgt} != {"de", "en"}:
+        _fail(f"--from/--to: expected de->en or en->de, got {src}->{tgt}")
+    return src, tgt
+
+
+@click.command("translate")
+@click.option("--from", "src", type=click.Choice(["de", "en"]), default=None,
+              help="Source language (default: the other one of --to, else de).")
+@click.option("--to", "tgt", type=click.Choice(["de", "en"]), default=None,
+              help="Target language (default: en).")
+@click.option("--minutes", type=float, default=25.0, show_default=True,
+              help="Training-time budget (evaluation not counted).")
+@click.option("--steps", type=int, default=0, help="Stop after this many steps (0: no limit).")
+@click.option("--no-attention", is_flag=True, help="Plain encoder-decoder (for comparison).")
+@click.option("--hidden", type=int, default=256, show_default=True)
+@click.option("--vocab-size", type=int, default=4000, show_default=True,
+              help="Subword units per language.")
+@click.option("--eval-minutes", type=float, default=5.0, show_default=True,
+              help="Greedy test BLEU every so many training minutes (curve.jsonl).")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="What the budget counts: wall time or this process's CPU time.")
+@click.option("--beam", type=int, default=4, show_default=True,
+              help="Also score beam search of this width at the end (0: skip).")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="Default: ~/.cache/tensorweave/models/translate-<from>-<to>.")
+@click.option("--restart", is_flag=True, help="Start over instead of resuming a checkpoint.")
+@click.option("--seed", type=int, default=0)
+@click.option("--json", "as_json", is_flag=True, help="Print the final results as JSON.")
+def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, eval_minutes,
+                    clock, beam, model_dir, restart, seed, as_json):
+    """Attention seq2seq LSTM on the de-en sentence pairs; BLEU on the 1,000 test pairs."""
+    src, tgt = _directions(src, tgt)
+    from tensorweave.data import DatasetNotFoundError
+    from tensorweave.models import translate as tr
+
+    model_dir = model_dir or tr.default_model_dir(src, tgt)
+    config = tr.TranslateConfig(source=src, target=tgt, attention=not no_attention,
+                                hidden=hidden, embed=hidden, vocab_size=vocab_size,
+                                minutes=minutes, max_steps=steps, eval_minutes=eval_minutes,
+                                clock=clock, seed=seed)
+    try:
+        record = tr.train(config, model_dir, progress=not as_json, restart=restart,
+                          log=lambda m: click.echo(m, err=True))
+    except DatasetNotFoundError as e:
+        _fail(str(e))
+    result = {"model_dir": model_dir, **record}
+    if beam and beam > 1:
+        scores = tr.evaluate(model_dir, beam_sizes=(1, beam))
+        result["test_bleu_greedy"] = round(scores[1]["bleu"], 2)
+        result[f"test_bleu_beam{beam}"] = round(scores[beam]["bleu"], 2)
+        result["decode_seconds"] = {k: round(v["seconds"], 1) for k, v in scores.items()}
+        with open(os.path.join(model_dir, "eval.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        text = f"saved to {model_dir}: test BLEU {result.get('test_bleu_greedy')} (greedy)"
+        if beam and beam > 1:
+            text += f", {result[f'test_bleu_beam{beam}']} (beam {beam})"
+        click.echo(text)
+
+
+@click.command("translate")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--from", "src", type=click.Choice(["de", "en"]), default=None)
+@click.option("--to", "tgt", type=click.Choice(["de", "en"]), default=None,
+              help="Target language (default: en, i.e. German -> English).")
+@click.option("--beam", type=int, default=4, show_default=True, help="Beam width (1: greedy).")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None)
+def translate(text, src, tgt, beam, model_dir):
+    """Translate a sentence (German -> English by default)."""
+    src, tgt = _directions(src, tgt)
+    from tensorweave.models import translate as tr
+
+    model_dir = model_dir or tr.default_model_dir(src, tgt)
+    try:
+        tr.load_config(model_dir, src, tgt)
+        tr.limit_blas_threads()
+        model = tr.Translator(model_dir)
+    except tr.ModelNotFoundError as e:
+        _fail(str(e))
+    except ImportError as e:
+        _fail(f"{e}\nInstall the data and text packages with `make setup` "
+              f"(or `pip install 'tensorweave[data]'`).")
+    if (model.config.source, model.config.target) != (src, tgt):
+        _fail(f"the model in {model_dir} translates {model.config.source}->"
+              f"{model.config.target}, not {src}->{tgt}")
+    click.echo(model.translate([" ".join(text)], beam_size=beam)[0])
+
+
+@click.command("smart-reply")
+@click.option("--epochs", type=int, default=None, help="Reply-model epochs (default 4).")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="Default: ~/.cache/tensorweave/models/smart-reply.")
+@click.option("--seed", type=int, default=0)
+@click.option("--json", "as_json", is_flag=True, help="Print the held-out report as JSON.")
+def train_smart_reply(epochs, model_dir, seed, as_json):
+    """Trigger model + LSTM reply scorer on python-aiml and chatterbot-corpus pairs."""
+    from tensorweave.data import DatasetNotFoundError
+    from tensorweave.models import smart_reply as sr
+
+    config = sr.SmartReplyConfig(seed=seed)
+    if epochs is not None:
+        config.epochs = epochs
+    model_dir = model_dir or sr.default_model_dir()
+    try:
+        report = sr.train(config, model_dir, progress=not as_json)
+    except DatasetNotFoundError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"saved to {model_dir} ({report['train_seconds']:.0f} s)\n"
+               f"trigger: precision {report['trigger_precision']:.1%}, "
+               f"recall {report['trigger_recall']:.1%}\n"
+               f"replies: recall@3 {report['recall_at_3']:.1%} "
+               f"(most-frequent baseline {report['baseline_recall_at_3']:.1%}); "
+               f"diverse top 3: {report['recall_at_3_diverse']:.1%} "
+               f"(baseline {report['baseline_recall_at_3_diverse']:.1%})")
+
+
+@click.command("reply")
+@click.argument("message", nargs=-1, required=True)
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None)
+def reply(message, model_dir):
+    """Suggest replies to a message (Smart Reply)."""
+    from tensorweave.models import smart_reply as sr
+    from tensorweave.models.translate import limit_blas_threads
+
+    limit_blas_threads()
+    try:
+        model = sr.Replier(model_dir)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    s = model.suggest(" ".join(message))
+    verdict = "yes" if s["suggest"] else "no (shown anyway)"
+    click.echo(f"suggest replies: {verdict} (trigger probability {s['trigger']:.2f})")
+    for i, (text, p) in enumerate(s["replies"], 1):
+        click.echo(f"  {i}. {text}  ({p:.2f})")

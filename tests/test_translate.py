@@ -1,0 +1,139 @@
+"""Translation application: tokenization, batching, BLEU, a tiny model that overfits, CLI."""
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sentencepiece")
+pytest.importorskip("sacrebleu")
+
+from click.testing import CliRunner  # noqa: E402
+
+from tensorweave.models import text  # noqa: E402
+from tensorweave.models import translate as tr  # noqa: E402
+
+SENTENCES = [
+    ("She makes her own clothes.", "Sie näht ihre Kleider selbst."),
+    ("He failed to appear.", "Er erschien nicht."),
+    ("We do it later.", "Wir machen es später."),
+    ("The deception was unwitting.", "Die Täuschung war unbeabsichtigt."),
+    ("What is your profession?", "Was sind Sie von Beruf?"),
+    ("I am going home.", "Ich gehe nach Hause."),
+    ("The dog is sleeping.", "Der Hund schläft."),
+    ("Where is the station?", "Wo ist der Bahnhof?"),
+    ("It is raining again.", "Es regnet wieder."),
+    ("My brother is a doctor.", "Mein Bruder ist Arzt."),
+    ("Close the door, please.", "Mach bitte die Tür zu."),
+    ("He drinks no coffee.", "Er trinkt keinen Kaffee."),
+    ("The book is on the table.", "Das Buch liegt auf dem Tisch."),
+    ("We have no time.", "Wir haben keine Zeit."),
+    ("The children are playing.", "Die Kinder spielen."),
+    ("I like this song.", "Ich mag dieses Lied."),
+    ("She is very tired.", "Sie ist sehr müde."),
+    ("The water is cold.", "Das Wasser ist kalt."),
+    ("They live in Berlin.", "Sie wohnen in Berlin."),
+    ("Call me tomorrow!", "Ruf mich morgen an!"),
+]
+
+
+def test_subword_round_trip(tmp_path):
+    vocab = text.SubwordVocab.train([e for e, _ in SENTENCES], str(tmp_path / "en"), 120)
+    for sentence, _ in SENTENCES:
+        ids = vocab.encode(sentence)
+        assert all(i > text.EOS for i in ids)  # no special ids inside a sentence
+        assert vocab.decode(ids) == sentence
+    # decoding stops at EOS and drops padding
+    ids = vocab.encode("We do it later.")
+    assert vocab.decode(ids + [text.EOS] + ids) == "We do it later."
+    assert vocab.decode([text.PAD] + ids + [text.PAD]) == "We do it later."
+    # reloading from the saved file gives the same ids
+    assert text.SubwordVocab(str(tmp_path / "en.model")).encode("The dog") == \
+        vocab.encode("The dog")
+
+
+def test_pad_batch_bos_eos_and_cut():
+    ids, lens = text.pad_batch([[5, 6, 7], [8]], bos=True)
+    np.testing.assert_array_equal(ids, [[text.BOS, 5, 6, 7], [text.BOS, 8, 0, 0]])
+    np.testing.assert_array_equal(lens, [4, 2])
+    ids, lens = text.pad_batch([[5, 6, 7], [8]], length=3, eos=True)
+    # too long: cut, but the EOS stays last
+    np.testing.assert_array_equal(ids, [[5, 6, text.EOS], [8, text.EOS, 0]])
+    np.testing.assert_array_equal(lens, [3, 2])
+    assert ids.dtype == np.int32
+
+
+def test_bucket_batches_assign_shortest_fitting_bucket():
+    lengths = [(3, 4), (9, 2), (5, 11), (20, 20), (2, 2)]
+    batches = text.bucket_batches(lengths, [(5, 5), (10, 12)], batch_size=8)
+    got = {b: sorted(idx.tolist()) for b, idx in batches}
+    assert got == {0: [0, 4], 1: [1, 2]}  # (20, 20) fits no bucket: dropped
+    shuffled = text.bucket_batches(lengths * 10, [(5, 5), (10, 12)], 3,
+                                   np.random.default_rng(0))
+    assert sorted(i for _, idx in shuffled for i in idx) == \
+        sorted(i for i, (s, t) in enumerate(lengths * 10) if s <= 10 and t <= 12)
+    assert all(len(idx) <= 3 for _, idx in shuffled)
+
+
+def test_bleu_known_values():
+    assert text.corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == \
+        pytest.approx(100.0)
+    # 1- to 4-gram precisions 6/7, 5/6, 4/5, 3/4 and no brevity penalty: (3/7) ** (1/4)
+    assert text.corpus_bleu(["the cat sat on the mat today"], ["the cat sat on the mat"]) == \
+        pytest.approx(100 * (3 / 7) ** 0.25, abs=1e-6)
+    # detokenized text is tokenized by sacrebleu (13a): punctuation is split off
+    assert text.corpus_bleu(["Hello, world!"], ["Hello , world !"]) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        text.corpus_bleu(["a", "b"], ["a"])
+
+
+def test_tiny_model_overfits_twenty_pairs(tmp_path):
+    config = tr.TranslateConfig(vocab_size=150, embed=32, hidden=32, batch_size=20,
+                                learning_rate=0.02, keep_prob=1.0, buckets=((16, 16),),
+                                max_steps=80, minutes=60, eval_minutes=1000, decay_from=1.0)
+    record = tr.train(config, str(tmp_path), data={"train": SENTENCES, "test": SENTENCES},
+                      progress=False, log=lambda m: None)
+    assert record["step"] == 80
+    assert record["test_bleu_greedy"] > 70, record  # trained on these: near-perfect
+    assert (tmp_path / "curve.jsonl").read_text().count("\n") == 1
+    model = tr.Translator(str(tmp_path))
+    greedy = model.translate([g for _, g in SENTENCES])
+    beam = model.translate([g for _, g in SENTENCES], beam_size=3)
+    refs = [e for e, _ in SENTENCES]
+    assert text.corpus_bleu(greedy, refs) == pytest.approx(record["test_bleu_greedy"], abs=0.01)
+    assert text.corpus_bleu(beam, refs) > 70
+    assert sum(b == r for b, r in zip(beam, refs)) >= 15
+
+
+def test_learning_rate_schedule():
+    c = tr.TranslateConfig(learning_rate=1.0, decay_from=0.5, decay_to=0.01)
+    assert tr._learning_rate(c, 0.3) == 1.0
+    assert tr._learning_rate(c, 0.75) == pytest.approx(0.1)
+    assert tr._learning_rate(c, 1.0) == pytest.approx(0.01)
+    assert math.isclose(tr._learning_rate(c, 2.0), 0.01)
+
+
+def test_config_json_round_trip():
+    c = tr.TranslateConfig(source="en", target="de", attention=False, buckets=((5, 7),))
+    assert tr.TranslateConfig.from_json(c.to_json()) == c
+
+
+def test_cli_without_model_says_how_to_train(tmp_path):
+    from tensorweave.cli import main
+
+    runner = CliRunner()
+    r = runner.invoke(main, ["translate", "--model-dir", str(tmp_path / "none"),
+                             "Sie näht ihre Kleider selbst."])
+    assert r.exit_code == 2
+    assert "no trained translation model" in r.output
+    assert "tensorweave train translate" in r.output
+    r = runner.invoke(main, ["translate", "--to", "de", "--model-dir", str(tmp_path / "x"), "Hi."])
+    assert r.exit_code == 2 and "--from en --to de" in r.output
+    r = runner.invoke(main, ["translate", "--from", "en", "--to", "en", "Hi."])
+    assert r.exit_code == 2 and "expected de->en or en->de" in r.output
+
+
+def test_train_rejects_bad_direction(tmp_path):
+    with pytest.raises(ValueError, match="de->en or en->de"):
+        tr.train(tr.TranslateConfig(source="de", target="de"), str(tmp_path),
+                 data={"train": SENTENCES, "test": SENTENCES}, progress=False)
