@@ -345,6 +345,10 @@ def table(res, der, frameworks, imports, memory):
         lines.append("| LSTM step peak memory (VmHWM - VmRSS) | " + " | ".join(cells) + " | " +
                      " | ".join(ratio(vals.get("tensorweave"), vals.get(p)) for p in peers) +
                      f" | <= TF's | {'yes' if met else 'NO'} |")
+        hwm = {f: memory.get(f, {}).get("hwm_mb") for f in frameworks}
+        lines.append("| LSTM process peak RSS (VmHWM) | " + " | ".join(
+            f"{hwm[f]:.1f} MB" if hwm[f] is not None else "-" for f in frameworks) + " | " +
+            " | ".join(ratio(hwm.get("tensorweave"), hwm.get(p)) for p in peers) + " | - | - |")
     return "\n".join(lines), verdicts
 
 
@@ -368,6 +372,48 @@ def _uptime():
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
         return "?"
+
+
+def import_profile(top=8):
+    """The modules with the largest own import time (``-X importtime``, bytecode cached)."""
+    import tempfile
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": os.path.join(tempfile.gettempdir(),
+                                                              "tensorweave-bench-pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import tensorweave"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    rows = []
+    for ln in r.stderr.splitlines():
+        parts = ln.split("|")
+        if len(parts) == 3 and parts[0].startswith("import time:") and parts[1].strip().isdigit():
+            rows.append((int(parts[0].split(":")[1]), int(parts[1]), parts[2].strip()))
+    total = max((c for _, c, n in rows if n == "tensorweave"), default=0)
+    rows.sort(reverse=True)
+    return total / 1e6, [(name, own / 1e3) for own, _, name in rows[:top]]
+
+
+def missed_md(der, verdicts, profiles, imports, imp_prof):
+    """By how much each missed target is missed, with the measured profile behind it."""
+    out = []
+    for wl in MODEL_WORKLOADS:
+        if verdicts.get(wl, True):
+            continue
+        tw_v = der.get("tensorweave", {}).get(wl)
+        peers = [(p, der.get(p, {}).get(wl)) for p in ("tensorflow", "pytorch")]
+        gaps = ", ".join(f"{tw_v / v:.2f}x {p} ({(tw_v - v) * 1e3:+.1f} ms)"
+                         for p, v in peers if v and tw_v and tw_v > v)
+        prof = profiles.get(wl) or {}
+        top = ", ".join(f"{t} {ms:.1f} ms ({n} ops)" for t, ms, n in prof.get("by_op_type", [])[:5])
+        out.append(f"- **{wl}**: tensorweave is {gaps}. Where its step goes (traced, ms/step): "
+                   f"{top}.")
+    if not verdicts.get("import", True) and imp_prof:
+        total, rows = imp_prof
+        out.append(f"- **import**: {imports.get('tensorweave', 0):.3f} s against 0.3 s; "
+                   f"`-X importtime` total {total:.3f} s, largest own times: " +
+                   ", ".join(f"{n} {ms:.1f} ms" for n, ms in rows) + ".")
+    if not verdicts.get("memory", True):
+        out.append("- **memory**: see the details below.")
+    return out
 
 
 def _profile_md(wl, prof):
@@ -399,6 +445,9 @@ def report(args, runs, imports, memory, info, log):
         tbl, verdicts = table(res, der, args.frameworks, imports if threads == args.threads[0]
                               else None, memory if threads == args.threads[0] else None)
         verdicts_all[threads] = verdicts
+        missed = missed_md(der, verdicts, profiles, imports or {},
+                           getattr(args, "import_profile", None)
+                           if threads == args.threads[0] else None)
         tlabel = (f"{threads} intra-op thread(s) per framework (tw: NumPy's BLAS pool; TF: "
                   "intra/inter-op pools; torch: set_num_threads)" if threads
                   else "each framework's default threading")
@@ -408,6 +457,8 @@ def report(args, runs, imports, memory, info, log):
                   "users' load on this shared machine (with 1 thread per framework it is the "
                   "work each framework does):", "", cpu_tbl, "",
                   f"- load after: `{after}`",
+                  *(["", "Missed targets, by how much, with the measured profile:", ""] + missed
+                    + [""] if missed else []),
                   f"- NumPy BLAS in the tensorweave worker (threadpoolctl): {blas}"]
         for wl, row in res.items():
             losses = {fw: r.get("loss0") for fw, r in row.items() if r.get("loss0") is not None}
@@ -477,6 +528,7 @@ def main(argv=None):
     mods = {"tensorweave": "tensorweave", "tensorflow": "tensorflow", "pytorch": "torch"}
     imports = {f: import_time(mods[f], 3 if args.quick or f != "tensorweave" else 7)
                for f in args.frameworks}
+    args.import_profile = import_profile() if "tensorweave" in imports else None
     if "tensorweave" in imports:  # context: NumPy's share, and the cost without bytecode
         imports["(import numpy alone, with bytecode)"] = import_time("numpy", 5)
         imports["(import tensorweave without bytecode caches, PYTHONDONTWRITEBYTECODE=1 "

@@ -68,6 +68,15 @@ def test_table_reports_ratios_and_misses():
     assert "1.50x" in text and "| NO |" in text
 
 
+def test_missed_targets_are_explained_with_the_profile():
+    der = {"tensorweave": {"mlp": 3e-3, "cnn": 1e-3},
+           "tensorflow": {"mlp": 2e-3, "cnn": 2e-3}}
+    prof = {"mlp": {"by_op_type": [["MatMul", 2.5, 8], ["ApplyGradientDescent", 0.3, 6]]}}
+    lines = bench_run.missed_md(der, {"mlp": False, "cnn": True}, prof, {}, None)
+    assert len(lines) == 1
+    assert "1.50x tensorflow (+1.0 ms)" in lines[0] and "MatMul 2.5 ms (8 ops)" in lines[0]
+
+
 def test_memory_reader_parses_proc_status():
     from bench import memory
     assert memory._status_kb("VmRSS") > 0
