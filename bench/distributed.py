@@ -193,6 +193,7 @@ def main():
                                                   "results-distributed.md"))
     args = ap.parse_args()
     q = args.quick
+    load_start = os.getloadavg()
     ensure_ray(num_cpus=max(4, os.cpu_count() or 2))
     listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
     ray_ports = [ln.split()[3] for ln in listening.splitlines()
@@ -224,7 +225,8 @@ def main():
                                 platform.machine(), ray_ports=ray_ports, c_local=c_local,
                                 scale=scale, tw_rate=tw_rate, raw_rate=raw_rate,
                                 n_floats=n_floats, null=null, tta=tta, pbytes=pbytes,
-                                pred=pred, model=m, seed=seed, workers=workers, quick=q))
+                                pred=pred, model=m, seed=seed, workers=workers, quick=q,
+                                load=(load_start[0], os.getloadavg()[0])))
     print(f"wrote {args.out}")
 
 
@@ -242,7 +244,9 @@ def write_report(path, d):
         f"Machine: {d['cpus']} CPUs ({d['machine']}), Ray {__import__('ray').__version__} "
         f"embedded on loopback (listening on: {', '.join(sorted(set(d['ray_ports'])))}); "
         "every task is a Ray actor (a process); BLAS limited to one thread per process."
-        + (" Quick run (fewer steps)." if d["quick"] else ""),
+        + (" Quick run (fewer steps)." if d["quick"] else "")
+        + f" Load average {d['load'][0]:.1f} at the start, {d['load'][1]:.1f} at the end "
+        "(other processes share these cores: section 1 and the validation depend on it).",
         "",
         "## 1. Scaling on this machine (async, 1 PS, compute-bound MLP)",
         "",
@@ -283,8 +287,9 @@ def write_report(path, d):
         "",
         "## 5. Scaling beyond one machine, by simulation",
         "",
-        "`tensorweave/distributed/simulate.py`: worker step = batch x compute/example x "
-        "max(1, workers/cores) + 2 x bytes / link bandwidth + step overhead; the PS tasks move "
+        "`tensorweave/distributed/simulate.py`: worker step = batch x compute/example "
+        "+ 2 x bytes / link bandwidth + step overhead (on one machine at least workers x CPU "
+        "work per step / cores, copies counted at both ends); the PS tasks move "
         "2 x bytes per worker step; sync waits for the N-th fastest of N+b workers (normal "
         "step times, 10% spread).",
         "",
@@ -304,7 +309,8 @@ def write_report(path, d):
     ]
     for mode, backup in (("async", 0), ("sync", 0), ("sync", 5)):
         tab = simulate.scaling_table(seed, workers, mode=mode, backup=backup)
-        lines += [f"*{mode}" + (f", {backup} backup workers*" if backup else "*"), "",
+        lines += [f"*{mode}" + (f", {backup} backup workers (at most workers - 1)*"
+                                if backup else "*"), "",
                   _fmt_table(["PS \\ workers"] + [str(w) for w in workers],
                              [[p] + [f"{x:.1f}" for x in v] for p, v in tab.items()]), ""]
     reach = simulate.configs_reaching(seed)

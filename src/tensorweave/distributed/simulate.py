@@ -1,8 +1,9 @@
 """An analytic model of data-parallel step time, to look beyond one machine.
 
-A worker step is compute plus moving the parameters: ``t_worker = batch * compute_per_example *
-max(1, W / cores) + 2 * bytes_per_step / worker_bandwidth + step_overhead`` (pull the
-parameters, push the gradients; ``cores`` models workers sharing one machine's CPUs). The
+A worker step is compute plus moving the parameters: ``t_worker = batch * compute_per_example
++ 2 * bytes_per_step / worker_bandwidth + step_overhead`` (pull the parameters, push the
+gradients). With ``cores`` set (one machine), the W workers' compute and both ends of every
+copy share those cores: ``t_worker >= W * (compute + 2 * transfer + overhead) / cores``. The
 parameter servers move ``2 * bytes_per_step`` per worker step, spread over ``ps`` tasks of
 ``ps_bandwidth`` each, with the busiest one carrying ``imbalance / ps`` of it.
 
@@ -39,9 +40,14 @@ class ClusterModel:
     imbalance: float = 1.0  # busiest PS's share of the bytes times ps (1.0: balanced)
 
     def worker_step(self, workers):
-        share = max(1.0, workers / self.cores) if self.cores else 1.0
-        return (self.batch_size * self.compute_per_example * share
-                + 2 * self.bytes_per_step / self.worker_bandwidth + self.step_overhead)
+        compute = self.batch_size * self.compute_per_example
+        transfer = 2 * self.bytes_per_step / self.worker_bandwidth
+        latency = compute + transfer + self.step_overhead
+        if not self.cores:
+            return latency
+        # one machine: the workers' compute and both ends of every copy share its cores
+        cpu = compute + 2 * transfer + self.step_overhead
+        return max(latency, workers * cpu / self.cores)
 
     def single_worker_examples_per_sec(self):
         """One worker training alone in one process: no parameter traffic."""
