@@ -108,3 +108,11 @@ train.add_command(_train_translate)
 train.add_command(_train_smart_reply)
 main.add_command(_translate)
 main.add_command(_reply)
+
+from tensorweave.cli_vision import caption as _caption  # noqa: E402
+from tensorweave.cli_vision import train_captioning as _train_captioning  # noqa: E402
+from tensorweave.cli_vision import train_image_classifier as _train_image_classifier  # noqa: E402
+
+train.add_command(_train_image_classifier)
+train.add_command(_train_captioning)
+main.add_command(_caption)
