@@ -11,9 +11,12 @@ from tensorweave.runtime.session import BaseSession
 
 
 def _task_lost(e) -> bool:
-    """True for errors saying a task died or was restarted (its state is gone)."""
+    """True for errors that may mean a task died or was restarted (its partitions are gone).
+    A timeout counts: the local partition's receive may time out before the restarted
+    task's "partition not registered" error is looked at."""
     from tensorweave.framework import errors
-    return isinstance(e, errors.UnavailableError) or "Actor" in type(e).__name__
+    return isinstance(e, (errors.UnavailableError, errors.DeadlineExceededError)) \
+        or "Actor" in type(e).__name__
 
 
 class DistributedPlan:
