@@ -455,3 +455,9 @@ def test_einsum_errors_name_the_problem():
         tw.einsum("ij,jk->ik", tw.zeros([2, 3]), tw.zeros([4, 5]))
     with pytest.raises(ValueError, match="appear in no input"):
         tw.einsum("ij->ik", tw.zeros([2, 3]))
+
+
+def test_reduction_axis_may_be_an_int64_tensor():
+    x = tw.constant([[1.0, 2.0], [3.0, 4.0]])
+    with tw.Session() as s:
+        assert s.run(tw.reduce_mean(x, axis=tw.constant(1, tw.int64))).tolist() == [1.5, 3.5]

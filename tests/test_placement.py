@@ -82,3 +82,16 @@ def test_missing_gpu_is_a_clear_error():
             sess.run(y, {x: [1.0, 2.0]})
     with tw.Session(config=tw.ConfigProto(allow_soft_placement=True)) as sess:
         np.testing.assert_array_equal(sess.run(y, {x: [1.0, 2.0]}), [2.0, 4.0])
+
+
+def test_trace_records_each_device_separately():
+    x = tw.placeholder(tw.float32, [3])
+    with tw.device("/device:FAKE:0"):
+        y = x * x
+    z = y + 1.0
+    md = tw.RunMetadata()
+    with tw.Session() as sess:
+        sess.run(z, {x: [1.0, 2.0, 3.0]}, options=tw.RunOptions(trace_level=3), run_metadata=md)
+    devices = {d.device: {n.op_type for n in d.node_stats} for d in md.step_stats.dev_stats}
+    assert any(d.endswith("device:FAKE:0") and "Mul" in ops for d, ops in devices.items())
+    assert any(d.endswith("device:CPU:0") and "AddV2" in ops for d, ops in devices.items())

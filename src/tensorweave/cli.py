@@ -95,9 +95,6 @@ main.add_command(serve)
 main.add_command(inspect_cmd)
 
 
-if __name__ == "__main__":
-    main()
-
 
 from tensorweave.cli_seq import reply as _reply  # noqa: E402
 from tensorweave.cli_seq import train_smart_reply as _train_smart_reply  # noqa: E402
@@ -116,3 +113,7 @@ from tensorweave.cli_vision import train_image_classifier as _train_image_classi
 train.add_command(_train_image_classifier)
 train.add_command(_train_captioning)
 main.add_command(_caption)
+
+
+if __name__ == "__main__":
+    main()

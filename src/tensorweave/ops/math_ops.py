@@ -13,7 +13,7 @@ import numpy as np
 from tensorweave.framework import dtypes
 from tensorweave.framework.common_shapes import broadcasting_binary, broadcasting_compare, unchanged
 from tensorweave.framework.constant_op import constant, constant_value
-from tensorweave.framework.ops import IndexedSlices, convert_to_tensor, name_scope
+from tensorweave.framework.ops import IndexedSlices, Tensor, convert_to_tensor, name_scope
 from tensorweave.framework.registry import register_op
 from tensorweave.framework.tensor_shape import TensorShape, broadcast_shape
 from tensorweave.ops.op_util import binary_operands, make
@@ -449,6 +449,8 @@ def _reduction_axes(x, axis):
             return constant(np.arange(rank, dtype=np.int32), name="reduction_indices")
         from tensorweave.ops import array_ops
         return array_ops.range(0, array_ops.rank(x), 1, name="reduction_indices")
+    if isinstance(axis, Tensor) and axis.dtype in (dtypes.int32, dtypes.int64):
+        return axis  # TF accepts int32 or int64 axes
     return convert_to_tensor(axis, dtype=dtypes.int32)
 
 

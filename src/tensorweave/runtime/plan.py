@@ -552,8 +552,12 @@ def run_traced(plan: Plan, feed_values, step_stats, device_name="/job:localhost/
     buf = {}
     for s, v in zip(plan.feed_slots, feed_values):
         buf[s] = v
-    dev = DeviceStepStats(device=device_name)
+    base = device_name.rsplit("/device:", 1)[0]
+    devs: dict = {}
     for st in plan.steps:
+        dev = devs.get(st.device)
+        if dev is None:  # one DeviceStepStats per device type the plan runs on
+            dev = devs[st.device] = DeviceStepStats(device=f"{base}/device:{st.device}:0")
         start = time.time()
         t0 = time.perf_counter()
         if st.const is not None:
@@ -573,7 +577,7 @@ def run_traced(plan: Plan, feed_values, step_stats, device_name="/job:localhost/
         dev.node_stats.append(NodeExecStats(
             st.op.name, st.op.type, int(start * 1e6), max(1, int(dt * 1e6)),
             timeline_label=f"{st.op.name} = {st.op.type}({', '.join(t.name for t in st.op.inputs)})"))
-    step_stats.dev_stats.append(dev)
+    step_stats.dev_stats.extend(devs.values())
     return tuple(_copy_value(buf[s]) if cp else buf[s]
                  for s, cp in zip(plan.fetch_slots, plan.fetch_copy))
 

@@ -74,6 +74,15 @@ def _atomic_write(path, write):
     _fsync_dir(path)
 
 
+def _to_host(arr) -> np.ndarray:
+    """A host copy of a stored value: NumPy arrays, or device (CuPy) arrays via ``.get()``."""
+    if isinstance(arr, np.ndarray):
+        return np.array(arr, copy=True)
+    if hasattr(arr, "get"):
+        return np.asarray(arr.get())
+    return np.array(arr, copy=True)
+
+
 def _write_npy(fileobj, array):
     np.lib.format.write_array(fileobj, array, allow_pickle=False)
 
@@ -525,7 +534,7 @@ class Saver:
                 if arr is None:
                     missing.append(_storage_key(v))
                 else:
-                    out[name] = np.array(arr, copy=True)
+                    out[name] = _to_host(arr)
         if missing:
             raise errors.FailedPreconditionError(
                 None, None, f"Attempting to save uninitialized variables: {', '.join(missing)}. "
@@ -590,7 +599,14 @@ class Saver:
             for name, arr in values.items():
                 key = _storage_key(self._vars[name])
                 cur = store.get(key)
-                if cur is not None and cur.shape == arr.shape and cur.dtype == arr.dtype \
+                if cur is not None and not isinstance(cur, np.ndarray):
+                    # a device (GPU) variable: write the host value into device memory
+                    if cur.shape == arr.shape and cur.dtype == arr.dtype:
+                        cur.set(np.ascontiguousarray(arr))
+                    else:
+                        store[key] = type(cur)(arr.shape, arr.dtype)
+                        store[key].set(np.ascontiguousarray(arr))
+                elif cur is not None and cur.shape == arr.shape and cur.dtype == arr.dtype \
                         and cur.flags.writeable:
                     np.copyto(cur, arr)  # keep the buffer any cached plan may hold
                 else:
