@@ -189,9 +189,16 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
     if options is not None and getattr(options, "fusion", False) and \
             all(st.device == "CPU" for st in steps):
         steps, fused = _fuse_matmul_sums(steps, fetch_slots)
+    ew_stats = {}
+    if options is not None and getattr(options, "fusion", False) and \
+            any(st.device != "CPU" for st in steps):
+        # device plans: elementwise steps -> one generated kernel per group (runtime/fusion.py)
+        from tensorweave.runtime.fusion import fuse_elementwise
+        steps, ew_stats = fuse_elementwise(steps, fetch_slots)
     plan = Plan(steps, feed_slots, fetch_slots, fetch_copy)
     plan.rewrite_stats = dict(rw.stats) if rw is not None else {}
     plan.rewrite_stats["matmul_sums_fused"] = fused
+    plan.rewrite_stats.update(ew_stats)
     _free_lists(plan)
     if options is not None and getattr(options, "fusion", False):
         _mark_inplace(plan)

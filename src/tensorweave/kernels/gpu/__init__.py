@@ -88,8 +88,8 @@ def load() -> bool:
 
 
 def install_transfers(backend, device: str):
-    """Registers the planner's host<->``device`` copies for ``backend``, and the inputs its
-    kernels read on the host."""
+    """Registers the planner's host<->``device`` copies for ``backend``, the inputs its
+    kernels read on the host, and elementwise fusion for ``device``'s plans."""
     from tensorweave.framework.registry import _OPS, register_host_memory
     from tensorweave.runtime import plan
     for op_type, idx in HOST_INPUTS.items():
@@ -97,6 +97,9 @@ def install_transfers(backend, device: str):
             register_host_memory(op_type, device, idx)
     plan.TRANSFERS[("CPU", device)] = backend.to_device
     plan.TRANSFERS[(device, "CPU")] = backend.to_host
+    from tensorweave.kernels.gpu.elementwise import Fuser
+    from tensorweave.runtime.fusion import register_fuser
+    register_fuser(device, Fuser(backend))
 
 
 def unavailable_reason():

@@ -10,10 +10,27 @@ CuPy and, where CuPy's signature is inspectable, the call's arguments must bind 
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 
 import numpy as np
+
+# What the emulated device was asked to do, for counting the kernel launches a GPU step would
+# make (``bench/gpu_bench.py``): "launch" is one device kernel (a ufunc, a reduction, a copy, an
+# xp call that writes memory), "h2d"/"d2h" are host<->device copies. Views cost nothing.
+COUNTS: collections.Counter = collections.Counter()
+
+# xp functions that return views or metadata (no kernel on a GPU).
+_NO_KERNEL = {"reshape", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",
+              "broadcast_to", "split", "array_split", "asarray", "atleast_1d", "atleast_2d",
+              "empty", "empty_like", "result_type", "can_cast", "shape", "ndim", "size",
+              "broadcast_shapes", "iinfo", "finfo", "dtype"}
+
+
+def reset_counts():
+    """Zeroes ``COUNTS`` (call before the step to be counted)."""
+    COUNTS.clear()
 
 
 class HostDeviceMixError(TypeError):
@@ -29,6 +46,7 @@ class DeviceArray(np.ndarray):
         if out is not None:
             _reject_host(out, f"{ufunc.__name__} out=")
             kwargs["out"] = tuple(_plain(o) for o in out)
+        COUNTS["launch"] += 1
         args = [_plain(a) for a in inputs]
         if method == "at":
             args[1] = _plain_index(args[1])
@@ -45,13 +63,25 @@ class DeviceArray(np.ndarray):
 
     def __getitem__(self, key):
         _reject_host(key if isinstance(key, tuple) else (key,), "index")
+        if any(isinstance(k, np.ndarray) for k in (key if isinstance(key, tuple) else (key,))):
+            COUNTS["launch"] += 1  # advanced indexing gathers into a new array
         r = np.ndarray.__getitem__(self.view(np.ndarray), _plain_index(key))
         return _wrap(r)
 
     def __setitem__(self, key, value):
         _reject_host(key if isinstance(key, tuple) else (key,), "index")
         _reject_host((value,), "assigned value")
+        COUNTS["launch"] += 1
         np.ndarray.__setitem__(self.view(np.ndarray), _plain_index(key), _plain(value))
+
+    def copy(self, order="C"):
+        COUNTS["launch"] += 1
+        return np.ndarray.copy(self, order)
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        if copy or np.dtype(dtype) != self.dtype:
+            COUNTS["launch"] += 1
+        return np.ndarray.astype(self, dtype, order, casting, subok, copy)
 
 
 _INSPECTION = {"array_repr", "array_str", "array2string", "shape", "ndim", "size"}
@@ -129,6 +159,7 @@ class _UFunc:
 
     def __call__(self, *args, **kwargs):
         _check_cupy(self.__name__, (), {})
+        COUNTS["launch"] += 1
         _reject_host(args, self.__name__)
         _reject_host(kwargs.get("out", ()) if isinstance(kwargs.get("out"), tuple)
                      else (kwargs.get("out"),), f"{self.__name__} out=")
@@ -146,6 +177,7 @@ class _UFunc:
         if not isinstance(a, DeviceArray):
             raise HostDeviceMixError(f"{self.__name__}.at needs a device array to update")
         args = (_plain(a), _plain_index(indices)) + (() if b is None else (_plain(b),))
+        COUNTS["launch"] += 1
         self._uf.at(*args)
 
 
@@ -169,6 +201,11 @@ class _Module:
             if name not in _COPY_IN:
                 _reject_host(args, f"xp.{name}")
                 _reject_host(tuple(kwargs.values()), f"xp.{name}")
+                if name not in _NO_KERNEL and not (
+                        name == "ascontiguousarray" and args[0].flags.c_contiguous):
+                    COUNTS["launch"] += 1
+            elif not isinstance(args[0], DeviceArray):
+                COUNTS["h2d"] += 1
             return _wrap(obj(*_deep_plain(args), **{k: _deep_plain(v)
                                                       for k, v in kwargs.items()}))
 
@@ -180,12 +217,14 @@ xp = _Module()
 
 def to_device(x):
     """Host -> device copy (``cupy.asarray``)."""
+    COUNTS["h2d"] += 1
     return np.array(x, copy=True).view(DeviceArray)
 
 
 def to_host(a):
     """Device -> host copy (``cupy.asnumpy``)."""
     if isinstance(a, DeviceArray):
+        COUNTS["d2h"] += 1
         return np.array(a.view(np.ndarray), copy=True)
     return np.asarray(a)
 
@@ -195,3 +234,15 @@ def as_strided(x, shape, strides):
         raise HostDeviceMixError("as_strided needs a device array")
     v = np.lib.stride_tricks.as_strided(x.view(np.ndarray), shape, strides, writeable=False)
     return v.view(DeviceArray)
+
+
+def run_kernel(body, args):
+    """Runs ``body`` (NumPy on plain arrays, returning a tuple) as one emulated device kernel:
+    every argument must be on the device; results come back as device arrays."""
+    _reject_host(args, "kernel argument")
+    for a in args:
+        if not isinstance(a, DeviceArray):
+            raise HostDeviceMixError(f"a kernel argument of type {type(a).__name__} is not "
+                                     "a device array")
+    COUNTS["launch"] += 1
+    return tuple(_wrap(r) for r in body(*[_plain(a) for a in args]))

@@ -5,6 +5,7 @@ NumPy and CuPy, so the CPU kernel's function is the spec and the table is the wh
 from __future__ import annotations
 
 from tensorweave.kernels.gpu.common import int_list, simple, to_int
+from tensorweave.kernels.gpu.elementwise import one_kernel
 
 # op type -> ufunc name shared by NumPy and CuPy (CPU simple kernels use np.<name>)
 UNARY_UFUNCS = {
@@ -127,8 +128,12 @@ def kernels(be):
 
         return factory
 
+    # several xp operations each: one generated kernel instead (float32/float64)
+    for op_type in (*_composites(xp), "AddN"):
+        if op_type in table and op_type not in ("DivNoNan", "SelectV2"):
+            table[op_type] = one_kernel(be, table[op_type])
     table.update({
-        "AddN": add_n, "Cast": cast, "MatMul": matmul, "BatchMatMul": batch_matmul,
+        "AddN": one_kernel(be, add_n), "Cast": cast, "MatMul": matmul, "BatchMatMul": batch_matmul,
         "BatchMatMulV2": batch_matmul, "Sum": reduction("sum"), "Mean": reduction("mean"),
         "Max": reduction("max"), "Min": reduction("min"), "Prod": reduction("prod"),
         "All": reduction("all"), "Any": reduction("any"), "Select": select,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tensorweave.framework import errors
 from tensorweave.kernels.gpu.common import simple
+from tensorweave.kernels.gpu.elementwise import one_kernel
 
 
 def kernels(be):
@@ -96,7 +97,7 @@ def kernels(be):
 
         return run
 
-    return {
+    table = {
         "Relu": simple(lambda x: xp.maximum(x, zero(x))),
         "Relu6": simple(lambda x: xp.clip(x, 0, 6)),
         "Elu": simple(lambda x: xp.where(x > 0, x, xp.expm1(xp.minimum(x, zero(x))))),
@@ -114,3 +115,8 @@ def kernels(be):
         "SoftmaxCrossEntropyWithLogits": softmax_xent,
         "SparseSoftmaxCrossEntropyWithLogits": sparse_xent,
     }
+    # activations and their gradients: one generated kernel each (float32/float64)
+    for op_type in ("Relu", "Relu6", "Elu", "Softsign", "ReluGrad", "Relu6Grad", "EluGrad",
+                    "SoftsignGrad", "LeakyRelu", "LeakyReluGrad"):
+        table[op_type] = one_kernel(be, table[op_type])
+    return table

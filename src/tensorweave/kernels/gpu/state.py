@@ -12,6 +12,7 @@ import numpy as np
 
 from tensorweave.framework import errors
 from tensorweave.kernels.cpu.state import uninitialized, variable_name
+from tensorweave.kernels.gpu.elementwise import FLOAT_DTYPES, Program, compile_program
 
 
 def kernels(be):
@@ -110,6 +111,7 @@ def _training_kernels(be, read):
             g_at = grad_at
             if g_at is None:
                 g_at = len(op.inputs) - n_refs - (2 if sparse else 1)
+            fused = None if sparse else _update_kernel(be, op)
 
             def run(*inputs):
                 refs = [read(store, op, k) for k in keys]
@@ -121,7 +123,10 @@ def _training_kernels(be, read):
                     raise errors.InvalidArgumentError(
                         None, op, f"var and grad do not have the same shape: "
                         f"{list(refs[0].shape)} vs {list(grad.shape)} (variable {keys[0]})")
-                body(op, refs, *inputs)
+                if fused is not None and all(r.dtype == grad.dtype for r in refs):
+                    fused(*inputs, *refs)  # the whole update in one kernel
+                else:
+                    body(op, refs, *inputs)
                 return refs[0]
 
             if op.attrs.get("use_locking"):
@@ -264,3 +269,43 @@ def _training_kernels(be, read):
             lambda op, refs, *a: sparse_rms(op, refs, *a, centered=True), sparse=True),
         "SparseApplyAdam": kernel(sparse_adam, sparse=True),
     }
+
+
+# Dense updates as one generated kernel each (``elementwise.py``): the formulas of
+# ``_training_kernels`` statement for statement, so results match the xp version exactly.
+# op type -> (input names in op order after the refs, ref names, fn(op) -> statements)
+_UPDATES = {
+    "ApplyGradientDescent": (("alpha", "delta"), ("var",),
+                             lambda op: [("var", "-=", "delta * alpha")]),
+    "ApplyMomentum": (("lr", "g", "momentum"), ("var", "accum"), lambda op: [
+        ("accum", "*=", "momentum"), ("accum", "+=", "g"),
+        ("var", "-=", "(accum * momentum + g) * lr" if op.attrs.get("use_nesterov")
+         else "accum * lr")]),
+    "ApplyAdagrad": (("lr", "g"), ("var", "accum"), lambda op: (
+        [("accum", "+=", "g * g")] if op.attrs.get("update_slots", True) else []) + [
+        ("var", "-=", "g / sqrt(accum) * lr")]),
+    "ApplyRMSProp": (("lr", "rho", "momentum", "epsilon", "g"), ("var", "ms", "mom"),
+                     lambda op: [
+        ("ms", "+=", "(g * g - ms) * (T(1) - rho)"), ("mom", "*=", "momentum"),
+        ("mom", "+=", "g / sqrt(ms + epsilon) * lr"), ("var", "-=", "mom")]),
+    "ApplyCenteredRMSProp": (("lr", "rho", "momentum", "epsilon", "g"),
+                             ("var", "mg", "ms", "mom"), lambda op: [
+        ("mg", "+=", "(g - mg) * (T(1) - rho)"), ("ms", "+=", "(g * g - ms) * (T(1) - rho)"),
+        ("denom", "let", "ms - mg * mg + epsilon"), ("mom", "*=", "momentum"),
+        ("mom", "+=", "g / sqrt(denom) * lr"), ("var", "-=", "mom")]),
+    "ApplyAdam": (("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon", "g"),
+                  ("var", "m", "v"), lambda op: [
+        ("alpha", "let", "lr * sqrt(T(1) - beta2_power) / (T(1) - beta1_power)"),
+        ("m", "+=", "(g - m) * (T(1) - beta1)"), ("v", "+=", "(g * g - v) * (T(1) - beta2)"),
+        ("var", "-=", "(m * beta1 + g * (T(1) - beta1)) / (sqrt(v) + epsilon) * alpha"
+         if op.attrs.get("use_nesterov") else "m / (sqrt(v) + epsilon) * alpha")]),
+}
+
+
+def _update_kernel(be, op):
+    """One generated kernel for a dense update op in float32/float64, else None."""
+    spec = _UPDATES.get(op.type)
+    if spec is None or np.dtype(op.inputs[0].dtype.as_numpy_dtype) not in FLOAT_DTYPES:
+        return None
+    names, refs, statements = spec
+    return compile_program(be, Program(names, (), tuple(statements(op)), inout=refs))
