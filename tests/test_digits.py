@@ -7,10 +7,15 @@ import sys
 from tensorweave.models.digits import DigitsConfig, train
 
 
-def test_mlp_learns_real_digits():
-    r = train(DigitsConfig("mnist5k", epochs=4), progress=False)
+def test_mlp_learns_real_digits(tmp_path):
+    r = train(DigitsConfig("mnist5k", epochs=4, logdir=str(tmp_path)), progress=False)
     assert r["accuracy"] >= 0.90  # the full demo (30 epochs) reaches >= 95%
     assert r["steps"] == 4 * (4000 // 64)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(tmp_path / "mnist5k"))
+    acc.Reload()
+    assert {"train_loss", "heldout_accuracy"} <= set(acc.Tags()["scalars"])
+    assert acc.Graph() is not None
 
 
 def test_cli_trains_digits_and_prints_json():

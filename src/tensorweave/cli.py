@@ -60,8 +60,8 @@ def train_digits(dataset, epochs, seed, workers, ps, mode, backup, groups, addre
     """The seed's MLP on the real MNIST digits or Fashion-MNIST."""
     if workers:
         from tensorweave.distributed.training import train_distributed
-        from tensorweave.models.digits import distributed_model_fn
-        result = train_distributed(distributed_model_fn(dataset), workers=workers, ps=ps,
+        from tensorweave.distributed.training import digits_model_fn
+        result = train_distributed(digits_model_fn(dataset), workers=workers, ps=ps,
                                    mode=mode, backup=backup, groups=groups, steps=steps,
                                    address=address, json=as_json)
         _report(result, as_json, f"accuracy {result['accuracy']:.2%} after {result['steps']} "

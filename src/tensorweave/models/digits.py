@@ -25,6 +25,8 @@ class DigitsConfig:
     momentum: float = 0.9
     seed: int = 0
     shift_augment: int = 2  # random shifts of up to this many pixels (0: none)
+    logdir: str | None = "runs/digits"  # TensorBoard events (tensorweave board runs/digits)
+    log_every: int = 50
 
 
 # Fashion-MNIST: 60,000 examples, no shift augmentation (clothes are centred)
@@ -87,6 +89,13 @@ def train(config: DigitsConfig = DigitsConfig(), progress: bool = True, data=Non
         correct = tw.equal(tw.argmax(logits, 1), y)
         accuracy = tw.reduce_mean(tw.cast(correct, tw.float32), name="accuracy")
         init = tw.global_variables_initializer()
+        if config.logdir:
+            loss_summary = tw.summary.scalar("train_loss", loss)
+            acc_summary = tw.summary.scalar("heldout_accuracy", accuracy)
+    writer = None
+    if config.logdir:
+        import os
+        writer = tw.summary.FileWriter(os.path.join(config.logdir, config.dataset), graph)
     rng = np.random.default_rng(config.seed)
     n = len(x_train)
     steps_per_epoch = n // config.batch_size
@@ -104,7 +113,13 @@ def train(config: DigitsConfig = DigitsConfig(), progress: bool = True, data=Non
                 xb = x_train[idx]
                 if config.shift_augment:
                     xb = _shift(xb, rng, config.shift_augment)
-                last, _ = sess.run([loss, train_op], {x: xb, y: y_train[idx]})
+                feed = {x: xb, y: y_train[idx]}
+                if writer is not None and bar.n % config.log_every == 0:
+                    last, _, summ, step = sess.run([loss, train_op, loss_summary, global_step],
+                                                   feed)
+                    writer.add_summary(summ, step)
+                else:
+                    last, _ = sess.run([loss, train_op], feed)
                 bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{last:.3f}")
         bar.close()
@@ -112,6 +127,10 @@ def train(config: DigitsConfig = DigitsConfig(), progress: bool = True, data=Non
         acc = float(np.mean([sess.run(accuracy, {x: x_test[i:i + 1000], y: y_test[i:i + 1000]})
                              for i in range(0, len(x_test), 1000)]))
         steps = int(sess.run(global_step))
+        if writer is not None:
+            writer.add_summary(sess.run(acc_summary, {x: x_test[:1000], y: y_test[:1000]}),
+                               steps)
+            writer.close()
     return {"accuracy": acc, "seconds": seconds, "steps": steps, "loss": float(last)}
 
 
