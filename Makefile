@@ -83,6 +83,8 @@ $(SETUP_STAMP): pyproject.toml
 
 demo: setup
 	$(PY) -m tensorweave.models.digits
+	@echo "== the same digits model, data-parallel: 2 workers + 1 parameter server on Ray (loopback) =="
+	$(PY) -m tensorweave.cli train digits --workers 2 --ps 1 --mode async --steps 300
 
 test: setup
 	$(PY) -m pytest -q
