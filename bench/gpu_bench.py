@@ -181,10 +181,13 @@ def placement(sess):
     return dev, cpu
 
 
-def time_tensorweave(model, device, steps, warmup, sync=lambda: None, check_steps=3):
-    """(median step seconds, first ``check_steps`` losses, op types left on the CPU, notes)."""
+def time_tensorweave(model, device, steps, warmup, sync=lambda: None, check_steps=3,
+                     fusion=True):
+    """(median step seconds, first ``check_steps`` losses, op types left on the CPU, notes).
+    ``fusion``: GraphOptions.fusion (device plans fuse elementwise ops into generated kernels)."""
     b = build(model, device)
-    cfg = tw.ConfigProto(allow_soft_placement=True)
+    cfg = tw.ConfigProto(allow_soft_placement=True,
+                         graph_options=tw.GraphOptions(fusion=fusion))
     with tw.Session(graph=b.graph, config=cfg) as sess:
         sess.run(b.init)
         fetches = [b.loss, b.train]
@@ -199,6 +202,30 @@ def time_tensorweave(model, device, steps, warmup, sync=lambda: None, check_step
                 losses.append(float(loss))
         _, cpu_ops = placement(sess) if device else (set(), set())
     return float(np.median(times)) if times else float("nan"), losses, cpu_ops, b.notes
+
+
+_EMULATED: dict = {}  # the emulated device, registered once
+
+
+def count_launches(model, fusion=True):
+    """(kernel launches, plan steps) of one training step of ``model`` on the NumPy emulation of
+    the GPU kernels (``kernels/gpu/emulate.py`` counts what would be a device kernel: each
+    ufunc, reduction, copy, generated kernel; views are free). Registers the EMU device."""
+    from tensorweave.kernels.gpu import emulate
+    if "emu" not in _EMULATED:
+        _EMULATED["emu"] = setup_device(True)[0]
+    b = build(model, _EMULATED["emu"])
+    cfg = tw.ConfigProto(allow_soft_placement=True,
+                         graph_options=tw.GraphOptions(fusion=fusion))
+    with tw.Session(graph=b.graph, config=cfg) as sess:
+        sess.run(b.init)
+        sess.run([b.loss, b.train], b.feed)
+        emulate.reset_counts()
+        sess.run([b.loss, b.train], b.feed)
+        n = emulate.COUNTS["launch"]
+        plan = list(sess._plans.values())[-1]
+        kernels = sum(1 for st in plan.steps if st.const is None and not st.transfer)
+    return n, kernels
 
 
 # --- PyTorch: the same models, weights and batch ----------------------------------------------------
@@ -290,18 +317,23 @@ def time_torch(model, steps, warmup, check_steps=3):
 
 
 def run_all(device, sync, steps=50, warmup=10, cpu_steps=5, torch_ok=True, models=MODELS,
-            log=print, deadline=None):
-    """One row per model: tensorweave on ``device``, tensorweave on the CPU (NumPy), PyTorch;
-    each cell is filled or says why not. ``deadline``: a time.monotonic() after which the
-    remaining measurements are skipped."""
+            log=print, deadline=None, launches=True):
+    """One row per model: tensorweave on ``device`` with and without elementwise fusion,
+    tensorweave on the CPU (NumPy), PyTorch, and (``launches``) the kernel launches per step
+    counted on the emulation; each cell is filled or says why not. ``deadline``: a
+    time.monotonic() after which the remaining measurements are skipped."""
     rows = []
     for m in models:
         row = {"model": m, "spec": SPECS[m], "notes": []}
         rows.append(row)
         for key, fn in (
                 ("tw_gpu", lambda m=m: time_tensorweave(m, device, steps, warmup, sync)),
+                ("tw_gpu_unfused", lambda m=m: time_tensorweave(m, device, steps, warmup, sync,
+                                                                fusion=False)),
                 ("tw_cpu", lambda m=m: time_tensorweave(m, None, cpu_steps, 2)),
-                ("torch", (lambda m=m: time_torch(m, steps, warmup)) if torch_ok else None)):
+                ("torch", (lambda m=m: time_torch(m, steps, warmup)) if torch_ok else None),
+                ("launches", (lambda m=m: (count_launches(m, True), count_launches(m, False)))
+                 if launches else None)):
             if fn is None:
                 row[key] = "not run"
                 continue
@@ -313,6 +345,10 @@ def run_all(device, sync, steps=50, warmup=10, cpu_steps=5, torch_ok=True, model
                 t0 = time.perf_counter()
                 r = fn()
                 row[key] = r
+                if key == "launches":
+                    log(f"    launches/step fused {r[0][0]}, unfused {r[1][0]} "
+                        f"(section {time.perf_counter() - t0:.1f}s)")
+                    continue
                 log(f"    median {r[0] * 1e3:.2f} ms/step (section {time.perf_counter() - t0:.1f}s)")
                 if key != "torch":
                     if r[2]:
@@ -323,7 +359,7 @@ def run_all(device, sync, steps=50, warmup=10, cpu_steps=5, torch_ok=True, model
                 log(f"    {row[key]}")
         # the same weights and batch: the first losses agree across all three
         ref = row.get("tw_cpu")
-        for key in ("tw_gpu", "torch"):
+        for key in ("tw_gpu", "tw_gpu_unfused", "torch"):
             r = row.get(key)
             if isinstance(r, tuple) and isinstance(ref, tuple) and r[1] and ref[1]:
                 n = min(len(r[1]), len(ref[1]))
@@ -338,18 +374,29 @@ def _cell(r):
     return str(r)
 
 
+def _launch_cell(r):
+    if isinstance(r, tuple):
+        (fused, fused_steps), (plain, plain_steps) = r
+        return f"{fused} / {plain} ({fused_steps} / {plain_steps} steps)"
+    return str(r) if r is not None else "-"
+
+
 def markdown(rows, device_label="GPU", torch_label="PyTorch"):
-    lines = [f"| model | tensorweave {device_label} ms/step | tensorweave CPU (NumPy) ms/step "
-             f"| {torch_label} ms/step | tw/torch | first-3-step losses vs CPU (rel err: tw "
-             f"{device_label}, torch) |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| model | tensorweave {device_label} ms/step (fused) | unfused ms/step "
+             f"| tensorweave CPU (NumPy) ms/step | {torch_label} ms/step | tw/torch (fused) "
+             f"| tw/torch (unfused) | launches/step fused / unfused (emulated) "
+             f"| first-3-step losses vs CPU (rel err: tw {device_label} fused, unfused, torch) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        g, t = row.get("tw_gpu"), row.get("torch")
-        ratio = f"{g[0] / t[0]:.2f}x" if isinstance(g, tuple) and isinstance(t, tuple) else "-"
+        g, u, t = row.get("tw_gpu"), row.get("tw_gpu_unfused"), row.get("torch")
+        ratios = [f"{x[0] / t[0]:.2f}x" if isinstance(x, tuple) and isinstance(t, tuple)
+                  else "-" for x in (g, u)]
         errs = ", ".join(f"{row[k]:.1e}" if k in row else "-"
-                         for k in ("tw_gpu_loss_err", "torch_loss_err"))
-        lines.append(f"| {row['model']}: {row['spec']} | {_cell(g)} | {_cell(row.get('tw_cpu'))} "
-                     f"| {_cell(t)} | {ratio} | {errs} |")
+                         for k in ("tw_gpu_loss_err", "tw_gpu_unfused_loss_err",
+                                   "torch_loss_err"))
+        lines.append(f"| {row['model']}: {row['spec']} | {_cell(g)} | {_cell(u)} "
+                     f"| {_cell(row.get('tw_cpu'))} | {_cell(t)} | {ratios[0]} | {ratios[1]} "
+                     f"| {_launch_cell(row.get('launches'))} | {errs} |")
     notes = [f"- {row['model']}: {n}" for row in rows for n in row["notes"]]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 

@@ -229,6 +229,41 @@ def test_error_in_a_fused_step_names_an_op():
         run_graph(build, {"x:0": np.ones(3), "y:0": np.ones(4)})
 
 
+def test_generated_kernel_that_never_ran_falls_back_to_unfused_kernels(monkeypatch):
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise TypeError("Type is mismatched")  # what CuPy raises for bad argument types
+
+    fuser = fusion.FUSERS["EMU"]
+    monkeypatch.setattr(fuser, "compile", lambda prog: elementwise._Guarded(
+        broken, prog.cuda_source()))
+    build, feeds = lstm_cell_graph(train=False)
+    got, plan, _ = run_graph(build, feeds, steps=2)
+    want, _, _ = run_graph(build, feeds, fuse=False)
+    assert plan.rewrite_stats["elementwise_kernels"] >= 3
+    assert_same(got, want)
+    n_fused = plan.rewrite_stats["elementwise_kernels"]
+    assert len(calls) == n_fused  # each tried once, then never again
+    assert elementwise.FAILURES and "Type is mismatched" in elementwise.FAILURES[-1][1]
+
+
+def test_guarded_kernel_errors_after_a_first_success_propagate():
+    state = {"fail": False}
+
+    def kernel(x):
+        if state["fail"]:
+            raise RuntimeError("device fault")
+        return (x,)
+
+    k = elementwise._Guarded(kernel, "o0 = a0;")
+    assert k(1) == (1,)
+    state["fail"] = True
+    with pytest.raises(RuntimeError, match="device fault"):
+        k(1)
+
+
 # --- one kernel per op and per optimizer update ----------------------------------------------------
 FORMS = {
     "Sigmoid": lambda x: tw.sigmoid(x), "Relu": lambda x: tw.nn.relu(x),
@@ -297,6 +332,64 @@ def test_dense_update_is_one_launch(make_opt):
     assert store[EMU] <= 5, store
 
 
+# --- convolution, pooling and cross-entropy kernels with few launches ------------------------------
+def _device_vs_cpu(build, feeds, max_launches):
+    got, _, launches = run_graph(build, feeds, fuse=False)
+    want, _, _ = run_graph(build, feeds, device=None)
+    assert_same(got, want, rtol=1e-5)
+    assert launches <= max_launches, launches
+    return got
+
+
+def test_max_pool_grad_sends_ties_to_the_first_tap_in_few_launches():
+    x = np.array([[1., 3., 3., 0.], [3., 2., 5., 5.], [0., 0., 7., 1.], [0., 0., 1., 7.]],
+                 np.float32).reshape(1, 4, 4, 1)
+
+    def build():
+        ph = tw.placeholder(tw.float32, [1, 4, 4, 1], name="x")
+        y = tw.nn.max_pool(ph, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        return [tw.gradients(tw.reduce_sum(y * tw.constant(
+            np.arange(1.0, 5.0, dtype=np.float32).reshape(1, 2, 2, 1))), ph)[0]], None
+
+    (dx,) = _device_vs_cpu(build, {"x:0": x}, max_launches=12)
+    assert dx[0, 0, 1, 0] == 1.0 and dx[0, 1, 0, 0] == 0.0  # 3 at (0,1) before 3 at (1,0)
+    assert dx[0, 1, 2, 0] == 2.0 and dx[0, 1, 3, 0] == 0.0
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID", [[0, 0], [3, 1], [0, 2], [0, 0]]],
+                         ids=["same", "valid", "explicit_wide"])
+def test_conv2d_input_gradient_at_stride_1(padding):
+    rng = np.random.default_rng(2)
+    x, f = rng.standard_normal((2, 7, 6, 3)), rng.standard_normal((3, 2, 3, 4))
+
+    def build():
+        ph = tw.placeholder(tw.float64, x.shape, name="x")
+        y = tw.nn.conv2d(ph, tw.constant(f), [1, 1, 1, 1], padding)
+        return [tw.gradients(tw.reduce_sum(tw.sin(y)), ph)[0]], None
+
+    _device_vs_cpu(build, {"x:0": x}, max_launches=40)
+
+
+def test_sparse_xent_in_few_launches_and_nan_for_a_bad_label():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((5, 7)).astype(np.float32)
+    labels = np.array([0, 6, 3, 3, 1], np.int32)
+
+    def build():
+        lg = tw.placeholder(tw.float32, [5, 7], name="logits")
+        lb = tw.placeholder(tw.int32, [5], name="labels")
+        loss = tw.nn.sparse_softmax_cross_entropy_with_logits(labels=lb, logits=lg)
+        return [loss, tw.gradients(tw.reduce_sum(loss), lg)[0]], None
+
+    feeds = {"logits:0": logits, "labels:0": labels}
+    _device_vs_cpu(build, feeds, max_launches=10)
+    bad = dict(feeds, **{"labels:0": np.array([0, 7, 3, -1, 1], np.int32)})
+    (loss, grad), _, _ = run_graph(build, bad)
+    good, _, _ = run_graph(build, feeds)
+    assert np.isnan(loss[[1, 3]]).all() and np.isnan(grad[[1, 3]]).all()
+    np.testing.assert_array_equal(loss[[0, 2, 4]], good[0][[0, 2, 4]])
+
+
 # --- the CUDA text compiles (CuPy + NVRTC, no GPU needed) ------------------------------------------
 def _nvrtc():
     try:
@@ -307,14 +400,16 @@ def _nvrtc():
         pytest.skip(f"NVRTC not available: {type(e).__name__}: {e}")
 
 
-def cuda_test_source(prog, ctype):
+def cuda_test_source(prog, ctype, itype="long long"):
     """A CUDA translation unit running ``prog``'s body per element the way
     ``cupy.ElementwiseKernel`` does (inputs as values, outputs as references)."""
-    params = [f"const T* _{n}" for n in prog.inputs] + \
+    kinds = [prog.input_type(k) for k in range(len(prog.inputs))]
+    params = [f"const {t}* _{n}" for t, n in zip(kinds, prog.inputs)] + \
         [f"T* _{n}" for n in prog.outputs + prog.inout]
-    loads = [f"const T {n} = _{n}[i];" for n in prog.inputs] + \
+    loads = [f"const {t} {n} = _{n}[i];" for t, n in zip(kinds, prog.inputs)] + \
         [f"T &{n} = _{n}[i];" for n in prog.outputs + prog.inout]
-    return (f"#include <cupy/carray.cuh>\ntypedef {ctype} T;\n{elementwise.PREAMBLE}\n"
+    return (f"#include <cupy/carray.cuh>\ntypedef {ctype} T;\ntypedef {itype} I;\n"
+            f"{elementwise.PREAMBLE}\n"
             f'extern "C" __global__ void k({", ".join(params)}, int n) {{\n'
             "  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; "
             "i += blockDim.x * gridDim.x) {\n"
@@ -346,8 +441,8 @@ def test_every_generated_kernel_compiles_with_nvrtc():
             elementwise.SOURCES[prog.cuda_source()] = prog
     failures = []
     for prog in list(elementwise.SOURCES.values()):
-        for ctype in ("float", "double"):
-            p = nvrtc.createProgram(cuda_test_source(prog, ctype), "k.cu", [], [])
+        for ctype, itype in (("float", "int"), ("double", "long long")):
+            p = nvrtc.createProgram(cuda_test_source(prog, ctype, itype), "k.cu", [], [])
             try:
                 nvrtc.compileProgram(p, ["-arch=compute_90", f"-I{include}", "--std=c++17"])
             except Exception as e:  # noqa: BLE001

@@ -24,6 +24,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from tensorweave.kernels.gpu.elementwise import KernelUnavailable
+
 # device type -> Fuser with ``expression(op)`` (fn(*input expressions) -> expression, or None)
 # and ``compile(program)`` (-> kernel(*inputs) -> tuple of outputs).
 FUSERS: dict = {}
@@ -171,7 +173,10 @@ class FusedKernel:
                 ok = self._ok_shapes[shapes] = self._fusable(shapes)
             if not ok:
                 return self.unfused(*args)
-        r = self.kernel(*args)
+        try:
+            r = self.kernel(*args)
+        except KernelUnavailable:  # the generated kernel never ran: the members' kernels do
+            return self.unfused(*args)
         return r[0] if self._single else r
 
     def _fusable(self, shapes) -> bool:

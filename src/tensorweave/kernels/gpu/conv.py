@@ -10,6 +10,16 @@ import numpy as np
 from tensorweave.framework import errors
 from tensorweave.kernels.cpu.conv import window
 from tensorweave.kernels.gpu.common import int_list
+from tensorweave.kernels.gpu.elementwise import (
+    FLOAT_DTYPES,
+    KernelUnavailable,
+    Program,
+    compile_program,
+)
+
+# dx of a tiled max pool: the gradient goes to the tap its window's argmax names
+_PICK_TAP = Program(("g", "k", "tap"), ("o0",), (("o0", "=", "where_(k == tap, g, T(0))"),),
+                    types=("T", "I", "I"))
 
 
 def _nhwc_attr(op, name, default=(1, 1, 1, 1)):
@@ -116,8 +126,29 @@ def kernels(be):
     def conv2d_backprop_input(dy, f, win, in_shape):
         kh, kw, c, o = f.shape
         n = dy.shape[0]
+        if dy.dtype in FLOAT_DTYPES and win.sh == win.sw == win.dh == win.dw == 1:
+            return transposed_conv(dy, f, win, in_shape)
         cols = xp.matmul(dy.reshape(-1, o), f.reshape(kh * kw * c, o).T)
         return col2im(cols.reshape(n, win.oh, win.ow, kh, kw, c), win, in_shape)
+
+    def transposed_conv(dy, f, win, in_shape):
+        """Stride-1 input gradient as one convolution of dy, padded by (k - 1 - pad), with the
+        flipped filter: a few launches instead of col2im's one strided add per filter tap."""
+        kh, kw, c, o = f.shape
+        n, h, w, _ = in_shape
+        pt, pb, pl, pr = win.pads
+        top, bottom, left, right = kh - 1 - pt, kh - 1 - pb, kw - 1 - pl, kw - 1 - pr
+        if min(top, bottom, left, right) < 0:  # padding wider than the filter: the general path
+            cols = xp.matmul(dy.reshape(-1, o), f.reshape(kh * kw * c, o).T)
+            return col2im(cols.reshape(n, win.oh, win.ow, kh, kw, c), win, in_shape)
+        dyp = xp.zeros((n, win.oh + top + bottom, win.ow + left + right, o), dy.dtype)
+        dyp[:, top:top + win.oh, left:left + win.ow, :] = dy
+        s_n, s_h, s_w, s_c = dyp.strides
+        cols = xp.ascontiguousarray(be.as_strided(dyp, (n, h, w, kh, kw, o),
+                                                  (s_n, s_h, s_w, s_h, s_w, s_c)))
+        flipped = xp.ascontiguousarray(f[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, o, c)
+        return xp.matmul(cols.reshape(-1, kh * kw * o),
+                         flipped.reshape(kh * kw * o, c)).reshape(n, h, w, c)
 
     def conv2d_backprop_filter(x, dy, win, f_shape):
         kh, kw, c, o = f_shape
@@ -179,7 +210,39 @@ def kernels(be):
             best = xp.maximum(best, s)
         return arg
 
+    pick_tap = compile_program(be, _PICK_TAP)
+    taps_cache: dict = {}
+
     def max_pool_grad(x, dy, win):
+        n, h, w, c = x.shape
+        if _tiles(win, h, w) and dy.dtype in FLOAT_DTYPES:
+            try:
+                return tiled_max_pool_grad(x, dy, win)
+            except KernelUnavailable:
+                pass
+        return max_pool_grad_xp(x, dy, win)
+
+    def tiled_max_pool_grad(x, dy, win):
+        """Argmax of each window (first maximum, row-major taps), then one kernel writes every
+        tap's gradient: 3 launches instead of several per tap."""
+        n, h, w, c = x.shape
+        xt = tiled(x, win)
+        per_window = xp.ascontiguousarray(xt.transpose(0, 1, 3, 5, 2, 4))
+        k = xp.argmax(per_window.reshape(n, win.oh, win.ow, c, win.kh * win.kw), axis=-1)
+        taps = taps_cache.get((win.kh, win.kw, k.dtype))
+        if taps is None:
+            taps = taps_cache[(win.kh, win.kw, k.dtype)] = be.small(np.arange(
+                win.kh * win.kw, dtype=k.dtype).reshape(1, 1, win.kh, 1, win.kw, 1))
+        shape6 = (n, win.oh, 1, win.ow, 1, c)
+        dxt = pick_tap(dy.reshape(shape6), k.reshape(shape6), taps)[0]
+        hh, ww = win.oh * win.kh, win.ow * win.kw
+        if (hh, ww) == (h, w):
+            return dxt.reshape(n, h, w, c)
+        dx = xp.zeros((n, h, w, c), dtype=dy.dtype)
+        dx[:, :hh, :ww, :] = dxt.reshape(n, hh, ww, c)
+        return dx
+
+    def max_pool_grad_xp(x, dy, win):
         n, h, w, c = x.shape
         if _tiles(win, h, w):
             # windows are disjoint: each tap's gradient is written once, no accumulation

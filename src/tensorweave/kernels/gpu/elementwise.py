@@ -47,12 +47,17 @@ class Program:
     """``inputs``: read-only parameters; ``outputs``: results (fresh arrays of the broadcast
     shape of the inputs); ``inout``: arrays the caller passes that the body updates in place
     (after the inputs when called). ``body``: (target, op, expression) with op one of ``let``
-    (a new temporary), ``=``, ``+=``, ``-=``, ``*=``."""
+    (a new temporary), ``=``, ``+=``, ``-=``, ``*=``. Outputs, in-place arrays and ``let``
+    temporaries have the element type ``T``, taken from the first ``T`` input."""
 
     inputs: tuple
     outputs: tuple
     body: tuple
     inout: tuple = ()
+    types: tuple = ()  # per input: "T" (the element type, the default) or "I" (an integer type)
+
+    def input_type(self, k) -> str:
+        return self.types[k] if k < len(self.types) else "T"
 
     def cuda_source(self) -> str:
         lines = []
@@ -154,8 +159,14 @@ def single_op_program(op, n_inputs):
 
 
 # --- compiling -----------------------------------------------------------------------------------
-_COMPILED: dict = {}  # (backend kind, source, dtype or None) -> compiled kernel
+_COMPILED: dict = {}  # (backend kind, source, ...) -> compiled kernel
 SOURCES: dict = {}  # CUDA body -> Program, every program compiled for a device (for tests)
+FAILURES: list = []  # (CUDA body, error) of generated kernels that would not compile or launch
+
+
+class KernelUnavailable(RuntimeError):
+    """A generated kernel failed before it ever ran (NVRTC rejected it, or CuPy its argument
+    types): callers run their unfused xp code instead. Recorded in ``FAILURES``."""
 
 
 def compile_program(be, prog: Program):
@@ -164,7 +175,7 @@ def compile_program(be, prog: Program):
     src = prog.cuda_source()
     SOURCES[src] = prog
     if be.name == "cupy":
-        key = ("cupy", src, len(prog.inputs), prog.outputs, prog.inout)
+        key = ("cupy", src, prog.inputs, prog.outputs, prog.inout, prog.types)
         k = _COMPILED.get(key)
         if k is None:
             k = _COMPILED[key] = _cupy_kernel(be.xp, prog, src)
@@ -178,7 +189,7 @@ def _kernel_name(src):
 
 
 def _cupy_kernel(cupy, prog, src):
-    params_in = ", ".join(f"T {n}" for n in prog.inputs)
+    params_in = ", ".join(f"{prog.input_type(k)} {n}" for k, n in enumerate(prog.inputs))
     params_out = ", ".join(f"T {n}" for n in prog.outputs + prog.inout)
     kernel = cupy.ElementwiseKernel(params_in, params_out, src, _kernel_name(src),
                                     preamble=PREAMBLE)
@@ -193,7 +204,34 @@ def _cupy_kernel(cupy, prog, src):
             return (kernel(*args),)
     else:
         run = kernel  # returns the tuple of outputs
-    return run
+    return _Guarded(run, src)
+
+
+class _Guarded:
+    """Runs a CuPy kernel; until it has run once, a compile or type error marks it unusable
+    (KernelUnavailable, so the caller falls back) instead of failing the step."""
+
+    def __init__(self, run, src):
+        self.src = src
+        self._run = run
+        self._proven = False
+        self._broken = None
+
+    def __call__(self, *args):
+        if self._proven:
+            return self._run(*args)
+        if self._broken is not None:
+            raise KernelUnavailable(self._broken)
+        try:
+            r = self._run(*args)
+        except ValueError as e:  # shapes that do not broadcast: the unfused code says why
+            raise KernelUnavailable(f"{type(e).__name__}: {e}") from e
+        except Exception as e:  # noqa: BLE001  (CompileException, TypeError, CUDA errors)
+            self._broken = f"{type(e).__name__}: {e}"[:2000]
+            FAILURES.append((self.src, self._broken))
+            raise KernelUnavailable(self._broken) from e
+        self._proven = True
+        return r
 
 
 def _emulated_kernel(prog):
@@ -203,8 +241,10 @@ def _emulated_kernel(prog):
     n_in, n_out = len(prog.inputs), len(prog.outputs)
     source = prog.python_source()
 
+    t_at = next((k for k in range(n_in) if prog.input_type(k) == "T"), n_in)
+
     def run(*args):
-        dt = args[0].dtype
+        dt = args[t_at].dtype
         fn = fns.get(dt)
         if fn is None:
             env = dict(_PY_FUNCS, T=dt.type)
@@ -232,7 +272,15 @@ def one_kernel(be, fallback):
         if prog is None:
             return fallback(op, ctx)
         kernel = compile_program(be, prog)
-        return lambda *xs: kernel(*xs)[0]
+        slow = fallback(op, ctx)
+
+        def run(*xs):
+            try:
+                return kernel(*xs)[0]
+            except KernelUnavailable:
+                return slow(*xs)
+
+        return run
 
     return factory
 

@@ -7,9 +7,30 @@ does, where the CPU kernel raises."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from tensorweave.framework import errors
 from tensorweave.kernels.gpu.common import simple
-from tensorweave.kernels.gpu.elementwise import one_kernel
+from tensorweave.kernels.gpu.elementwise import (
+    FLOAT_DTYPES,
+    KernelUnavailable,
+    Program,
+    compile_program,
+    one_kernel,
+)
+
+# Sparse cross entropy in three generated kernels (plus a max and two row sums): exp(x - max);
+# then the backprop (softmax, minus 1 at the label) and the logit at the label (zeros elsewhere,
+# summed per row next); then the loss. An out-of-range label gives NaN, as before.
+_BAD = "((lab < 0) | (lab >= ncls))"
+_XENT_EXP = Program(("x", "m"), ("o0",), (("o0", "=", "exp(x - m)"),))
+_XENT_GRAD = Program(
+    ("e", "z", "x", "m", "lab", "col", "ncls"), ("o0", "o1"),
+    (("o0", "=", f"where_({_BAD}, T(0) / T(0), e / z - where_(lab == col, T(1), T(0)))"),
+     ("o1", "=", "where_(lab == col, x - m, T(0))")), types=("T", "T", "T", "T", "I", "I", "I"))
+_XENT_LOSS = Program(("z", "picked", "lab", "ncls"), ("o0",),
+                     (("o0", "=", f"where_({_BAD}, T(0) / T(0), log(z) - picked)"),),
+                     types=("T", "T", "I", "I"))
 
 
 def kernels(be):
@@ -78,7 +99,36 @@ def kernels(be):
 
         return run
 
+    xent_exp, xent_grad, xent_loss = (compile_program(be, p)
+                                      for p in (_XENT_EXP, _XENT_GRAD, _XENT_LOSS))
+
     def sparse_xent(op, ctx):
+        consts: dict = {}  # (classes, label dtype) -> (column ids, class count) on the device
+        slow = sparse_xent_xp(op, ctx)
+
+        def run(logits, labels):
+            if logits.dtype not in FLOAT_DTYPES or logits.ndim != 2:
+                return slow(logits, labels)
+            n, c = logits.shape
+            key = (c, labels.dtype)
+            if key not in consts:
+                consts[key] = (be.small(np.arange(c, dtype=labels.dtype).reshape(1, c)),
+                               be.small(np.asarray(c, dtype=labels.dtype)))
+            cols, ncls = consts[key]
+            lab = labels.reshape(n, 1)
+            try:
+                m = xp.max(logits, axis=-1, keepdims=True)
+                e = xent_exp(logits, m)[0]
+                z = xp.sum(e, axis=-1, keepdims=True)
+                backprop, at_label = xent_grad(e, z, logits, m, lab, cols, ncls)
+                picked = xp.sum(at_label, axis=-1, keepdims=True)
+                return xent_loss(z, picked, lab, ncls)[0].reshape(n), backprop
+            except KernelUnavailable:
+                return slow(logits, labels)
+
+        return run
+
+    def sparse_xent_xp(op, ctx):
         def run(logits, labels):
             n, c = logits.shape
             bad = (labels < 0) | (labels >= c)

@@ -12,7 +12,12 @@ import numpy as np
 
 from tensorweave.framework import errors
 from tensorweave.kernels.cpu.state import uninitialized, variable_name
-from tensorweave.kernels.gpu.elementwise import FLOAT_DTYPES, Program, compile_program
+from tensorweave.kernels.gpu.elementwise import (
+    FLOAT_DTYPES,
+    KernelUnavailable,
+    Program,
+    compile_program,
+)
 
 
 def kernels(be):
@@ -124,7 +129,10 @@ def _training_kernels(be, read):
                         None, op, f"var and grad do not have the same shape: "
                         f"{list(refs[0].shape)} vs {list(grad.shape)} (variable {keys[0]})")
                 if fused is not None and all(r.dtype == grad.dtype for r in refs):
-                    fused(*inputs, *refs)  # the whole update in one kernel
+                    try:
+                        fused(*inputs, *refs)  # the whole update in one kernel
+                    except KernelUnavailable:  # never launched: nothing was written yet
+                        body(op, refs, *inputs)
                 else:
                     body(op, refs, *inputs)
                 return refs[0]
@@ -243,11 +251,19 @@ def _training_kernels(be, read):
         mom[idx] = mom_r
         var[idx] = var[idx] - mom_r
 
+    dense_adam = compile_program(be, _SPARSE_ADAM_DENSE)
+
     def sparse_adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, idx):
         # rows are unique here, so a dense gradient with zero rows elsewhere is the same update
         var, m, v = refs
         dense = xp.zeros(var.shape, dtype=var.dtype)
         dense[idx] = grad
+        if var.dtype in FLOAT_DTYPES and all(r.dtype == var.dtype for r in refs):
+            try:  # the formulas below in one kernel
+                dense_adam(beta1_power, beta2_power, lr, beta1, beta2, epsilon, dense, *refs)
+                return
+            except KernelUnavailable:
+                pass
         m *= beta1
         m += dense * (1 - beta1)
         v *= beta2
@@ -300,6 +316,15 @@ _UPDATES = {
         ("var", "-=", "(m * beta1 + g * (T(1) - beta1)) / (sqrt(v) + epsilon) * alpha"
          if op.attrs.get("use_nesterov") else "m / (sqrt(v) + epsilon) * alpha")]),
 }
+
+
+# SparseApplyAdam's update on its dense (scattered) gradient: the xp formulas of sparse_adam
+_SPARSE_ADAM_DENSE = Program(
+    ("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon", "g"), (), (
+        ("m", "*=", "beta1"), ("m", "+=", "g * (T(1) - beta1)"),
+        ("v", "*=", "beta2"), ("v", "+=", "g * g * (T(1) - beta2)"),
+        ("alpha", "let", "lr * sqrt(T(1) - beta2_power) / (T(1) - beta1_power)"),
+        ("var", "-=", "m / (sqrt(v) + epsilon) * alpha")), inout=("var", "m", "v"))
 
 
 def _update_kernel(be, op):
