@@ -6,13 +6,16 @@ steps run against PyTorch on the same GPU. Writes a markdown report.
 
 Sections (each time-boxed; an error is recorded and the next section runs):
 1. environment: GPU name, CuPy / NumPy / PyTorch versions; ``tensorweave.kernels.gpu.load()``.
-2. ops: every OpCase of the op-family test tables built once under ``tw.device("/gpu:0")``
+2. timings: ``bench/gpu_bench.py``'s MLP, LSTM and CNN training steps (median of --steps after
+   --warmup, device synchronized each step) on the GPU with elementwise fusion on (the default)
+   and off, on the CPU and in PyTorch, and the kernel launches per step counted on the emulation.
+3. fusion: a small fused LSTM training step against the CPU; generated kernels that failed to
+   compile or launch (those ran unfused).
+4. ops: every OpCase of the op-family test tables built once under ``tw.device("/gpu:0")``
    (soft placement on) and once on the CPU, in float32, forward outputs and input gradients
    compared (max |gpu - cpu| / max(1, max |cpu|) <= 1e-4); then every optimizer (dense and
    sparse gradients) and a variable/scatter graph the same way. Result per op type: pass if
-   every case that ran it on the GPU agreed.
-3. timings: ``bench/gpu_bench.py``'s MLP, LSTM and CNN training steps (median of --steps after
-   --warmup, device synchronized each step) on the GPU, on the CPU and in PyTorch.
+   every case that ran it on the GPU agreed (with the time the timings left).
 The report is rewritten after every section, so a run cut short still leaves one.
 """
 
@@ -241,6 +244,36 @@ def ops_markdown(device, result, elapsed):
     return "\n".join(md) + "\n"
 
 
+# --- generated kernels and fusion ------------------------------------------------------------------
+def check_fusion(device):
+    """A small unrolled LSTM training step (tests/test_gpu_fusion.py) with fused plans on
+    ``device`` against the CPU, and what was generated: kernels compiled, kernels that failed
+    (and so ran unfused)."""
+    from tensorweave.kernels.gpu import elementwise
+    md = ["", "## Generated kernels and elementwise fusion", ""]
+    try:
+        import test_gpu_fusion as tf
+        build, feeds = tf.lstm_cell_graph(dtype=np.float32)
+        got, plan, _ = tf.run_graph(build, feeds, device=device, steps=3)
+        want, _, _ = tf.run_graph(build, feeds, device=None, steps=3)
+        err = max(float(np.max(np.abs(np.asarray(a, np.float64) - b)) /
+                        max(1.0, float(np.max(np.abs(b))))) for a, b in zip(got, want)
+                  if b is not None)
+        st = plan.rewrite_stats
+        md.append(f"- small LSTM training step, fused plan on {device} vs CPU: max rel err "
+                  f"{err:.1e} ({'pass' if err <= 1e-4 else 'FAIL'}); "
+                  f"{st.get('elementwise_fused_ops')} ops in {st.get('elementwise_kernels')} "
+                  "fused kernels")
+    except Exception as e:  # noqa: BLE001
+        md.append(f"- small LSTM check failed: {type(e).__name__}: {str(e)[:300]}")
+    md.append(f"- distinct generated kernel bodies so far: {len(elementwise.SOURCES)}; failed "
+              f"to compile or launch (ran unfused instead): {len(elementwise.FAILURES)}")
+    for src, why in elementwise.FAILURES[:5]:
+        md.append(f"  - `{src[:200]}`: {why[:400]}")
+    log(md[-1] if not elementwise.FAILURES else f"{len(elementwise.FAILURES)} kernel failures")
+    return "\n".join(md) + "\n"
+
+
 # --- main ---------------------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description="tensorweave GPU kernel check and timings")
@@ -265,9 +298,41 @@ def main(argv=None):
         log("GPU kernels did not load; report written")
         return 1
 
+    if not args.skip_timings:
+        import gpu_bench
+        t0 = time.monotonic()
+        left = end - t0
+        steps, warmup = args.steps, args.warmup
+        if left < 60:  # shrink the timed loops rather than skip them
+            steps, warmup = max(5, steps // 5), max(2, warmup // 5)
+        header = (f"\n## Training steps (median of {steps} steps after {warmup} warm-up, device "
+                  "synchronized each step; float32, TF32 off; batch fed from host memory). "
+                  "Fused: the default GraphOptions (elementwise fusion on); unfused: "
+                  "GraphOptions(fusion=False). Launches: device kernels per training step "
+                  "counted on the NumPy emulation of the same kernel code\n\n")
+        try:
+            # about 2/3 of the budget; the fusion check and the op checks get the rest
+            with time_box(max(10, 0.7 * left)):
+                rows = gpu_bench.run_all(info["device"], info["sync"], steps, warmup,
+                                         torch_ok=info.get("torch", False), log=log,
+                                         deadline=t0 + 0.6 * left)
+            torch_label = "PyTorch" if info.get("torch") else "PyTorch (not available)"
+            report.set("timing", header + gpu_bench.markdown(rows, info["label"], torch_label))
+        except Exception as e:  # noqa: BLE001
+            report.set("timing", header + f"section failed: {type(e).__name__}: {e}\n")
+            log(f"timing section failed: {e}")
+            status = status or 3
+        log(f"timing section done in {time.monotonic() - t0:.0f}s")
+
+    try:
+        with time_box(30):
+            report.set("fusion", check_fusion(info["device"]))
+    except Exception as e:  # noqa: BLE001
+        report.set("fusion", f"\n## Generated kernels\n\nsection failed: {e}\n")
+
     if not args.skip_ops:
         t0 = time.monotonic()
-        ops_deadline = t0 + 0.5 * (end - t0)  # half of what is left; timings get the rest
+        ops_deadline = end - 15  # what the timings left
         try:
             with time_box(max(10, end - t0 - 20)):
                 result = check_ops(info["device"], ops_deadline)
@@ -280,28 +345,6 @@ def main(argv=None):
             log(f"ops section failed: {e}")
             status = 2
         log(f"ops section done in {time.monotonic() - t0:.0f}s")
-
-    if not args.skip_timings:
-        import gpu_bench
-        t0 = time.monotonic()
-        left = end - t0
-        steps, warmup = args.steps, args.warmup
-        if left < 60:  # shrink the timed loops rather than skip them
-            steps, warmup = max(5, steps // 5), max(2, warmup // 5)
-        header = (f"\n## Training steps (median of {steps} steps after {warmup} warm-up, device "
-                  "synchronized each step; float32, TF32 off; batch fed from host memory)\n\n")
-        try:
-            with time_box(max(10, left - 5)):
-                rows = gpu_bench.run_all(info["device"], info["sync"], steps, warmup,
-                                         torch_ok=info.get("torch", False), log=log,
-                                         deadline=end - 10)
-            torch_label = "PyTorch" if info.get("torch") else "PyTorch (not available)"
-            report.set("timing", header + gpu_bench.markdown(rows, info["label"], torch_label))
-        except Exception as e:  # noqa: BLE001
-            report.set("timing", header + f"section failed: {type(e).__name__}: {e}\n")
-            log(f"timing section failed: {e}")
-            status = status or 3
-        log(f"timing section done in {time.monotonic() - t0:.0f}s")
 
     report.set("end", f"\nTotal {time.monotonic() - _T0:.0f}s.\n")
     log(f"report written to {args.out}")
