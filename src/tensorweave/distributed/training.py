@@ -634,6 +634,7 @@ class DistributedTrainer:
             bar.close()
             for a in aggregators:
                 a.stop()
+        self._check_ps()  # a PS lost near the end is restored before the final evaluation
         result = self.evaluate()
         self.history.append((seconds, self._global_step(), result["accuracy"]))
         result.update(steps=self._global_step(),
