@@ -1,5 +1,6 @@
 """Translation application: tokenization, batching, BLEU, a tiny model that overfits, CLI."""
 
+import importlib.util
 import math
 
 import numpy as np
@@ -96,6 +97,8 @@ def test_tiny_model_overfits_twenty_pairs(tmp_path):
     assert record["step"] == 80
     assert record["test_bleu_greedy"] > 70, record  # trained on these: near-perfect
     assert (tmp_path / "curve.jsonl").read_text().count("\n") == 1
+    if importlib.util.find_spec("tensorboard"):  # TensorBoard scalars (loss, BLEU)
+        assert any(f.name.startswith("events.out.tfevents") for f in (tmp_path / "events").iterdir())
     model = tr.Translator(str(tmp_path))
     greedy = model.translate([g for _, g in SENTENCES])
     beam = model.translate([g for _, g in SENTENCES], beam_size=3)
@@ -103,6 +106,67 @@ def test_tiny_model_overfits_twenty_pairs(tmp_path):
     assert text.corpus_bleu(greedy, refs) == pytest.approx(record["test_bleu_greedy"], abs=0.01)
     assert text.corpus_bleu(beam, refs) > 70
     assert sum(b == r for b, r in zip(beam, refs)) >= 15
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_seq2seq_gradients_match_finite_differences(attention):
+    """Directional derivatives of the (masked, bucketed) training loss w.r.t. every variable."""
+    import tensorweave as tw
+
+    graph = tw.Graph()
+    with graph.as_default():
+        model = tr.Seq2Seq(tr.TranslateConfig(attention=attention, embed=3, hidden=4, seed=1),
+                           9, 8)
+        feeds, loss = model.training_loss(4, 5, 1.0)
+        params = tw.trainable_variables()
+        grads = [tw.unsorted_segment_sum(g.values, g.indices, g.dense_shape[0])
+                 if isinstance(g, tw.IndexedSlices) else g for g in tw.gradients(loss, params)]
+        sess = tw.Session(graph=graph)
+        sess.run(tw.global_variables_initializer())
+    feed = {feeds["source"]: [[4, 5, 6, 0], [7, 8, 4, 5]], feeds["source_length"]: [3, 4],
+            feeds["target_input"]: [[2, 4, 5, 0, 0], [2, 6, 7, 5, 4]],
+            feeds["target_output"]: [[4, 5, 3, 0, 0], [6, 7, 5, 4, 3]],
+            feeds["target_length"]: [3, 5]}
+    rng = np.random.default_rng(0)
+    for p, value, g in zip(params, sess.run(params), sess.run(grads, feed)):
+        d = rng.standard_normal(value.shape).astype(np.float32)
+        p.load(value + 0.01 * d, sess)
+        up = sess.run(loss, feed)
+        p.load(value - 0.01 * d, sess)
+        down = sess.run(loss, feed)
+        p.load(value, sess)
+        numeric = (up - down) / 0.02
+        assert float((g * d).sum()) == pytest.approx(numeric, rel=0.03, abs=2e-4), p.name
+
+
+def test_padding_does_not_change_encoder_or_decoding():
+    """A sentence encoded in a longer bucket gives the same memory (zeros past its end), the
+    same initial decoder state and the same greedy output."""
+    import tensorweave as tw
+
+    graph = tw.Graph()
+    with graph.as_default():
+        model = tr.Seq2Seq(tr.TranslateConfig(embed=6, hidden=5, seed=3), 12, 12)
+        short = model.encoder_graph(3)
+        long = model.encoder_graph(7)
+        dec_short = model.decode_graph(3)
+        dec_long = model.decode_graph(7, beam_width=1)
+        sess = tw.Session(graph=graph)
+        sess.run(tw.global_variables_initializer())
+    src = np.array([[5, 6, 7], [8, 9, 0]], np.int32)
+    lens = np.array([3, 2], np.int32)
+    a = sess.run(short[1], {short[0]["source"]: src, short[0]["source_length"]: lens})
+    b = sess.run(long[1], {long[0]["source"]: np.pad(src, [(0, 0), (0, 4)]),
+                           long[0]["source_length"]: lens})
+    np.testing.assert_allclose(b["memory"][:, :3], a["memory"], rtol=1e-5, atol=1e-6)
+    assert not b["memory"][:, 3:].any() and not a["memory"][1, 2].any()
+    np.testing.assert_allclose(b["h"], a["h"], rtol=1e-5, atol=1e-6)
+    ids_a = sess.run(dec_short[1], {dec_short[0]["source"]: src,
+                                    dec_short[0]["source_length"]: lens})
+    ids_b = sess.run(dec_long[1], {dec_long[0]["source"]: np.pad(src, [(0, 0), (0, 4)]),
+                                   dec_long[0]["source_length"]: lens})
+    n = min(ids_a.shape[1], ids_b.shape[1])
+    np.testing.assert_array_equal(ids_a[:, :n], ids_b[:, :n])
 
 
 def test_learning_rate_schedule():

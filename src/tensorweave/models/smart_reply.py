@@ -6,8 +6,8 @@ Two models share one graph and one checkpoint:
 1. **Trigger**: a small feed-forward network over the average embedding of a message's words
    and hashed word bigrams decides whether replies should be suggested at all. Positives are
    messages whose reply is in the candidate set; negatives are messages whose reply is not,
-   plus non-conversational text (English sentences of the translation corpus's training
-   split). Text is lower-cased and stripped of punctuation first, so the model cannot tell the
+   plus non-conversational text (English statements, not questions, of the translation
+   corpus's training split). Text is lower-cased and stripped of punctuation first, so the model cannot tell the
    sources apart by their typography (AIML patterns are upper case without punctuation).
 2. **Reply scorer**: a two-layer LSTM reads the message; a softmax over the candidate set (the
    most frequent replies) scores every candidate. The top 3 are picked with near-duplicates
@@ -129,7 +129,10 @@ def prepare_data(config: SmartReplyConfig, pairs=None, other_text=None) -> dict:
     out = {"candidates": candidates}
     for name, ks in split.items():
         out[name] = [(list(k), r) for k in ks for r in by_message[k]]
-    other = [w[:config.max_words] for w in (_words(t) for t in other_text) if w]
+    # questions in the translation corpus are conversational ("Where is the station?"):
+    # only statements count as non-conversational negatives
+    other = [w[:config.max_words] for w in (_words(t) for t in other_text
+                                            if not t.rstrip().endswith("?")) if w]
     random.Random(config.seed + 1).shuffle(other)
     n_other = int(len(other) * config.test_fraction)
     out["other_test"], out["other_train"] = other[:n_other], other[n_other:]
@@ -270,7 +273,7 @@ def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
     from tqdm import tqdm
 
     limit_blas_threads()
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     data = data or prepare_data(config)
     cand_index = {r: i for i, r in enumerate(data["candidates"])}
     reply_train = [(w, cand_index[r]) for w, r in data["train"] if r in cand_index]
@@ -330,6 +333,7 @@ def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
             bar.set_postfix(model="reply", loss=f"{np.mean(losses[-50:]):.3f}")
     bar.close()
     seconds = time.perf_counter() - t_start
+    cpu_seconds = time.process_time() - cpu_start
     os.makedirs(model_dir, exist_ok=True)
     with open(os.path.join(model_dir, "config.json"), "w") as f:
         f.write(config.to_json())
@@ -339,7 +343,8 @@ def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
         json.dump(data["candidates"], f, indent=0)
     saver.save(sess, os.path.join(model_dir, "model.ckpt"))
     report = evaluate(model, sess, data)
-    report.update(train_seconds=round(seconds, 1), trigger_seconds=round(t_trigger, 1),
+    report.update(train_seconds=round(seconds, 1), train_cpu_seconds=round(cpu_seconds, 1),
+                  trigger_seconds=round(t_trigger, 1),
                   reply_train_examples=len(reply_train), trigger_train_examples=len(trig_train))
     with open(os.path.join(model_dir, "eval.json"), "w") as f:
         json.dump(report, f, indent=1)

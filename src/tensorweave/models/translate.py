@@ -509,6 +509,7 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
     record: dict = {}
     bar = tqdm(total=int(budget), initial=int(trained_seconds), unit="s", disable=not progress,
                desc=f"train {config.source}->{config.target}", dynamic_ncols=True)
+    writer = _summary_writer(os.path.join(model_dir, "events"), graph)
     losses: list[float] = []
     wall_seconds = 0.0  # this process's wall time in training steps
     epoch = 0
@@ -533,6 +534,9 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
             losses.append(float(lv))
             bar.update(int(trained_seconds) - bar.n)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", step=int(gs), epoch=epoch)
+            if writer is not None and gs % 20 == 0:
+                _add_scalars(writer, int(gs), loss=np.mean(losses[-20:]),
+                             train_minutes=trained_seconds / 60)
             out_of_time = trained_seconds >= budget or (config.max_steps and
                                                          gs >= config.max_steps)
             if trained_seconds >= next_eval or out_of_time:
@@ -549,6 +553,9 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
                           "example": hyps[0]}
                 with open(curve_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
+                if writer is not None:
+                    _add_scalars(writer, int(gs), test_bleu_greedy=bleu)
+                    writer.flush()
                 (bar.write if progress else log)(
                     f"[{trained_seconds / 60:.1f} min, step {gs}] loss {record['loss']:.3f}, "
                     f"test BLEU (greedy) {bleu:.2f}")
@@ -557,8 +564,26 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
                 finished = True
                 break
     bar.close()
+    if writer is not None:
+        writer.close()
     sess.close()
     return record
+
+
+def _summary_writer(logdir, graph):
+    """A TensorBoard event writer (``tw.summary.FileWriter``), or None without tensorboard."""
+    try:
+        from tensorweave import summary
+    except ImportError:
+        return None
+    return summary.FileWriter(logdir, graph)
+
+
+def _add_scalars(writer, step, **values):
+    from tensorweave.summary import Summary
+
+    writer.add_summary(Summary(value=[Summary.Value(tag=k, simple_value=float(v))
+                                      for k, v in values.items()]), step)
 
 
 def evaluate(model_dir: str, beam_sizes=(1, 4), pairs=None, split: str = "test",
