@@ -280,8 +280,10 @@ def test_driver_async_worker_killed_is_replaced(tmp_path):
 def test_driver_sync_worker_killed_backup_carries_on(tmp_path):
     t = _trainer("sync", tmp_path, workers=3, backup=1, steps=300, faults=[("worker", 2, 30)])
     r = _run(t)
+    # the job carries on with the two remaining replicas (a replacement may or may not join
+    # before the last step: with a backup worker nothing waits for it)
+    assert any(e.startswith("fault: killing worker 2") for e in t.events), t.events
     assert r["steps"] >= 300 and r["accuracy"] > 0.8
-    assert any("replacing" in e for e in t.events)
 
 
 def test_driver_ps_killed_is_restored_from_checkpoint_not_reinitialized(tmp_path):
