@@ -47,6 +47,10 @@ def _directions(src, tgt):
 @click.option("--hidden", type=int, default=256, show_default=True)
 @click.option("--vocab-size", type=int, default=4000, show_default=True,
               help="Subword units per language.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--learning-rate", type=float, default=0.002, show_default=True)
+@click.option("--keep-prob", type=float, default=0.8, show_default=True,
+              help="Dropout keep probability (1: no dropout).")
 @click.option("--eval-minutes", type=float, default=5.0, show_default=True,
               help="Greedy test BLEU every so many training minutes (curve.jsonl).")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
@@ -58,8 +62,9 @@ def _directions(src, tgt):
 @click.option("--restart", is_flag=True, help="Start over instead of resuming a checkpoint.")
 @click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print the final results as JSON.")
-def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, eval_minutes,
-                    clock, beam, model_dir, restart, seed, as_json):
+def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, batch_size,
+                    learning_rate, keep_prob, eval_minutes, clock, beam, model_dir, restart, seed,
+                    as_json):
     """Attention seq2seq LSTM on the de-en sentence pairs; BLEU on the 1,000 test pairs."""
     src, tgt = _directions(src, tgt)
     from tensorweave.data import DatasetNotFoundError
@@ -68,8 +73,9 @@ def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, 
     model_dir = model_dir or tr.default_model_dir(src, tgt)
     config = tr.TranslateConfig(source=src, target=tgt, attention=not no_attention,
                                 hidden=hidden, embed=hidden, vocab_size=vocab_size,
-                                minutes=minutes, max_steps=steps, eval_minutes=eval_minutes,
-                                clock=clock, seed=seed)
+                                batch_size=batch_size, learning_rate=learning_rate,
+                                keep_prob=keep_prob, minutes=minutes, max_steps=steps,
+                                eval_minutes=eval_minutes, clock=clock, seed=seed)
     try:
         record = tr.train(config, model_dir, progress=not as_json, restart=restart,
                           log=lambda m: click.echo(m, err=True))

@@ -34,7 +34,7 @@ import numpy as np
 
 import tensorweave as tw
 from tensorweave.models.text import UNK, WordVocab, normalize_message, pad_batch
-from tensorweave.models.translate import limit_blas_threads, unrolled_lstm
+from tensorweave.models.translate import find_checkpoint, limit_blas_threads, unrolled_lstm
 
 __all__ = ["SmartReplyConfig", "SmartReply", "train", "evaluate", "default_model_dir",
            "prepare_data", "REPLY_CLUSTERS"]
@@ -404,7 +404,7 @@ class Replier:
 
     def __init__(self, model_dir: str | None = None):
         model_dir = model_dir or default_model_dir()
-        ckpt = tw.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+        ckpt = find_checkpoint(model_dir)
         if ckpt is None or not os.path.isfile(os.path.join(model_dir, "config.json")):
             raise FileNotFoundError(
                 f"no trained Smart Reply model in {model_dir}\n"

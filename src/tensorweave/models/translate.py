@@ -38,7 +38,7 @@ from tensorweave.models.text import BOS, EOS, SubwordVocab, bucket_batches, corp
 
 __all__ = [
     "lstm_update", "unrolled_lstm", "TranslateConfig", "Seq2Seq", "Translator",
-    "default_model_dir", "train", "evaluate", "prepare_vocabs",
+    "default_model_dir", "train", "evaluate", "prepare_vocabs", "find_checkpoint",
     "ModelNotFoundError",
 ]
 
@@ -49,6 +49,22 @@ def default_model_dir(source: str = "de", target: str = "en") -> str:
     """``~/.cache/tensorweave/models/translate-<source>-<target>``."""
     root = os.environ.get("TENSORWEAVE_HOME", os.path.expanduser("~/.cache/tensorweave"))
     return os.path.join(root, "models", f"translate-{source}-{target}")
+
+
+def find_checkpoint(model_dir: str) -> str | None:
+    """The newest checkpoint in ``model_dir``, also after the directory was moved (the state
+    file records absolute paths: fall back to the same file name inside ``model_dir``)."""
+    if not os.path.isdir(model_dir):
+        return None
+    ckpt = tw.train.latest_checkpoint(model_dir)
+    if ckpt is not None:
+        return ckpt
+    state = tw.train.get_checkpoint_state(model_dir)
+    if state is not None and state.model_checkpoint_path:
+        moved = os.path.join(model_dir, os.path.basename(state.model_checkpoint_path))
+        if tw.train.checkpoint_exists(moved):
+            return moved
+    return None
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -339,7 +355,7 @@ class Translator:
                 self.session = None  # the caller supplies one
             elif own:
                 self.session = tw.Session(graph=self.graph)
-                ckpt = checkpoint or tw.train.latest_checkpoint(model_dir)
+                ckpt = checkpoint or find_checkpoint(model_dir)
                 if ckpt is None:
                     raise ModelNotFoundError(_missing_model_message(model_dir, config))
                 tw.train.Saver(tw.global_variables()).restore(self.session, ckpt)
@@ -489,7 +505,7 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
         saver = tw.train.Saver(tw.global_variables(), max_to_keep=2)
         sess = tw.Session(graph=graph)
         sess.run(tw.global_variables_initializer())
-        ckpt = tw.train.latest_checkpoint(model_dir)
+        ckpt = find_checkpoint(model_dir)
         curve_path = os.path.join(model_dir, "curve.jsonl")
         trained_seconds = 0.0
         if ckpt is not None:
