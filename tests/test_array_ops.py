@@ -3,9 +3,9 @@ gradients and construction-time errors."""
 
 import numpy as np
 import pytest
-from op_harness import OpCase, check_case
 
 import tensorweave as tw
+from op_harness import OpCase, check_case
 
 
 def _ints(*arrays):

@@ -59,8 +59,7 @@ def train_digits(dataset, epochs, seed, workers, ps, mode, backup, groups, addre
                  as_json):
     """The seed's MLP on the real MNIST digits or Fashion-MNIST."""
     if workers:
-        from tensorweave.distributed.training import train_distributed
-        from tensorweave.distributed.training import digits_model_fn
+        from tensorweave.distributed.training import digits_model_fn, train_distributed
         result = train_distributed(digits_model_fn(dataset), workers=workers, ps=ps,
                                    mode=mode, backup=backup, groups=groups, steps=steps,
                                    address=address, json=as_json)

@@ -1,5 +1,12 @@
 """Data: loaders for the packaged corpora (shared/DATA.md) and input pipelines."""
 
+from tensorweave.data.dataset import (  # noqa: F401,E501
+    Dataset,
+    Iterator,
+    experimental,
+    make_initializable_iterator,
+    make_one_shot_iterator,
+)
 from tensorweave.data.datasets import (  # noqa: F401
     FASHION_MNIST_CLASSES,
     DatasetNotFoundError,
@@ -8,4 +15,3 @@ from tensorweave.data.datasets import (  # noqa: F401
     load_mnist_5k,
     load_reply_pairs,
 )
-from tensorweave.data.dataset import Dataset, Iterator, experimental, make_initializable_iterator, make_one_shot_iterator  # noqa: F401,E501
