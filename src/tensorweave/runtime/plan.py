@@ -48,11 +48,10 @@ class Plan:
     frees: list = field(default_factory=list)  # per step: slots whose last use it is
 
 
-def prune(fetch_tensors, target_ops, feed_tensors):
-    """Ops needed to compute the fetches and run the targets, in a topological order."""
-    fed = set(feed_tensors)
+def _postorder(roots, push_order):
+    """Ops reachable from ``roots`` in DFS post-order (a topological order), iteratively.
+    ``push_order(op)`` lists an op's dependencies in the order they go on the stack."""
     needed, order = set(), []
-    roots = [t.op for t in fetch_tensors if t not in fed] + list(target_ops)
     for root in roots:
         if root in needed:
             continue
@@ -66,14 +65,22 @@ def prune(fetch_tensors, target_ops, feed_tensors):
                 continue
             needed.add(op)
             stack.append((op, True))
-            ref = op._op_def.ref_inputs
-            deps = [c for c in reversed(op._control_inputs)]
-            deps += [t.op for i, t in reversed(list(enumerate(op._inputs)))
-                     if t not in fed and i not in ref]
-            for d in deps:
-                if d not in needed:
-                    stack.append((d, False))
+            stack.extend((d, False) for d in push_order(op) if d not in needed)
     return order
+
+
+def prune(fetch_tensors, target_ops, feed_tensors):
+    """Ops needed to compute the fetches and run the targets, in a topological order."""
+    fed = set(feed_tensors)
+
+    def deps(op):
+        ref = op._op_def.ref_inputs
+        return [c for c in reversed(op._control_inputs)] + \
+            [t.op for i, t in reversed(list(enumerate(op._inputs)))
+             if t not in fed and i not in ref]
+
+    roots = [t.op for t in fetch_tensors if t not in fed] + list(target_ops)
+    return _postorder(roots, deps)
 
 
 def aliases_variable(tensor) -> bool:
@@ -275,7 +282,6 @@ def _insert_transfers(steps, fetch_slots, feed_slots, n_slots):
 def _reprune(fetch_tensors, target_ops, feed_tensors, rw):
     """Prunes again after rewrites: aliased and folded tensors cut their producers off."""
     fed = set(feed_tensors)
-    needed, order = set(), []
 
     def dep_ops(op):
         ref = op._op_def.ref_inputs
@@ -300,23 +306,7 @@ def _reprune(fetch_tensors, target_ops, feed_tensors, rw):
             op = rw.removed[op]
         if op is not None:
             roots.append(op)
-    for root in roots:
-        if root in needed:
-            continue
-        stack = [(root, False)]
-        while stack:
-            op, expanded = stack.pop()
-            if expanded:
-                order.append(op)
-                continue
-            if op in needed:
-                continue
-            needed.add(op)
-            stack.append((op, True))
-            for d in reversed(dep_ops(op)):
-                if d not in needed:
-                    stack.append((d, False))
-    return order
+    return _postorder(roots, lambda op: list(reversed(dep_ops(op))))
 
 
 def _fuse_matmul_sums(steps, fetch_slots):
