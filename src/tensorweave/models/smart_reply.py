@@ -49,13 +49,13 @@ REPLY_CLUSTERS = {
     "no": ["No.", "Not at all.", "Not by any means.", "No way.", "There is no reason to think so.",
            "Absolutely not.", "I don't believe so.", "Not likely.", "Does not seem possible.",
            "Not to my knowledge.", "I don't think so.", "Doubtful.", "Doesn't seem likely.",
-           "Unlikely.", "Negative.", "It may not be true."],
+           "Unlikely.", "Negative.", "It may not be true.", "Never."],
     "maybe": ["Possibly.", "Highly likely.", "Likely.", "Within the realm of possibility.",
               "I think so.", "That's feasible.", "That may be true.", "I can imagine it.",
               "Maybe.", "Conceivably.", "That could be the case."],
     "unsure": ["If it is, I don't know it.", "For all I know.", "I am uncertain.",
                "I don't know if that's true or not."],
-    "how often": ["Always.", "Never.", "Seldom.", "Mostly.", "Sometimes.", "Not very often.",
+    "how often": ["Always.", "Seldom.", "Mostly.", "Sometimes.", "Not very often.",
                   "Usually."],
 }
 _CLUSTER_OF = {r: c for c, rs in REPLY_CLUSTERS.items() for r in rs}
@@ -216,8 +216,11 @@ class SmartReply:
         rows = []
         for words in word_lists:
             ids = [i for i in v.encode(words) if i != UNK]
+            # bigrams include a start marker: a message's first word ("are", "is", "can")
+            # says most about whether it asks a yes/no question
+            marked = ["<s>", *words]
             ids += [len(v) + zlib.crc32(f"{a} {b}".encode()) % c.bigram_buckets
-                    for a, b in zip(words, words[1:])]
+                    for a, b in zip(marked, marked[1:])]
             rows.append(ids or [UNK])
         ids, lens = pad_batch(rows)
         mask = (np.arange(ids.shape[1])[None, :] < lens[:, None]).astype(np.float32)
