@@ -47,10 +47,10 @@ def _directions(src, tgt):
 @click.option("--hidden", type=int, default=256, show_default=True)
 @click.option("--vocab-size", type=int, default=4000, show_default=True,
               help="Subword units per language.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=0.002, show_default=True)
-@click.option("--keep-prob", type=float, default=0.8, show_default=True,
-              help="Dropout keep probability (1: no dropout).")
+@click.option("--keep-prob", type=float, default=1.0, show_default=True,
+              help="Dropout keep probability (1: no dropout; 0.7 for runs past ~30 minutes).")
 @click.option("--eval-minutes", type=float, default=5.0, show_default=True,
               help="Greedy test BLEU every so many training minutes (curve.jsonl).")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,

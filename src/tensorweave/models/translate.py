@@ -79,8 +79,8 @@ class TranslateConfig:
     embed: int = 256
     hidden: int = 256               # per encoder direction and for the decoder
     attention: bool = True
-    keep_prob: float = 0.8          # dropout on embeddings and decoder outputs
-    batch_size: int = 64
+    keep_prob: float = 1.0          # dropout on embeddings and outputs (0.7 for long runs)
+    batch_size: int = 32
     learning_rate: float = 0.002
     clip_norm: float = 5.0
     # (source, target) lengths in subword ids; the target side counts BOS/EOS
