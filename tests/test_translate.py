@@ -5,14 +5,15 @@ import math
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-pytest.importorskip("sentencepiece")
-pytest.importorskip("sacrebleu")
+from tensorweave.models import text
+from tensorweave.models import translate as tr
 
-from click.testing import CliRunner  # noqa: E402
-
-from tensorweave.models import text  # noqa: E402
-from tensorweave.models import translate as tr  # noqa: E402
+needs_sentencepiece = pytest.mark.skipif(importlib.util.find_spec("sentencepiece") is None,
+                                         reason="sentencepiece is not installed (make setup)")
+needs_sacrebleu = pytest.mark.skipif(importlib.util.find_spec("sacrebleu") is None,
+                                     reason="sacrebleu is not installed (make setup)")
 
 SENTENCES = [
     ("She makes her own clothes.", "Sie näht ihre Kleider selbst."),
@@ -38,6 +39,7 @@ SENTENCES = [
 ]
 
 
+@needs_sentencepiece
 def test_subword_round_trip(tmp_path):
     vocab = text.SubwordVocab.train([e for e, _ in SENTENCES], str(tmp_path / "en"), 120)
     for sentence, _ in SENTENCES:
@@ -76,6 +78,7 @@ def test_bucket_batches_assign_shortest_fitting_bucket():
     assert all(len(idx) <= 3 for _, idx in shuffled)
 
 
+@needs_sacrebleu
 def test_bleu_known_values():
     assert text.corpus_bleu(["the cat sat on the mat"], ["the cat sat on the mat"]) == \
         pytest.approx(100.0)
@@ -88,6 +91,8 @@ def test_bleu_known_values():
         text.corpus_bleu(["a", "b"], ["a"])
 
 
+@needs_sentencepiece
+@needs_sacrebleu
 def test_tiny_model_overfits_twenty_pairs(tmp_path):
     config = tr.TranslateConfig(vocab_size=150, embed=32, hidden=32, batch_size=20,
                                 learning_rate=0.02, keep_prob=1.0, buckets=((16, 16),),
@@ -200,6 +205,7 @@ def test_cli_without_model_says_how_to_train(tmp_path):
     assert r.exit_code == 2 and "expected de->en or en->de" in r.output
 
 
+@needs_sentencepiece
 def test_train_rejects_bad_direction(tmp_path):
     with pytest.raises(ValueError, match="de->en or en->de"):
         tr.train(tr.TranslateConfig(source="de", target="de"), str(tmp_path),

@@ -34,7 +34,12 @@ import numpy as np
 
 import tensorweave as tw
 from tensorweave.models.text import UNK, WordVocab, normalize_message, pad_batch
-from tensorweave.models.translate import find_checkpoint, limit_blas_threads, unrolled_lstm
+from tensorweave.models.translate import (
+    find_checkpoint,
+    limit_blas_threads,
+    progress_bar,
+    unrolled_lstm,
+)
 
 __all__ = ["SmartReplyConfig", "SmartReply", "train", "evaluate", "default_model_dir",
            "prepare_data", "REPLY_CLUSTERS"]
@@ -273,8 +278,6 @@ def _build(config, vocab, trigger_vocab, candidates):
 def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
           progress: bool = True) -> dict:
     """Trains the trigger then the reply scorer; saves both and returns ``evaluate``'s report."""
-    from tqdm import tqdm
-
     limit_blas_threads()
     t_start, cpu_start = time.perf_counter(), time.process_time()
     data = data or prepare_data(config)
@@ -300,8 +303,7 @@ def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
     n_trig = len(trig_train) // 256 + 1
     total = config.trigger_epochs * n_trig + \
         config.epochs * (len(reply_train) // config.batch_size + len(config.buckets))
-    bar = tqdm(total=total, disable=not progress, desc="train smart-reply", unit="step",
-               dynamic_ncols=True)
+    bar = progress_bar(progress, total=total, desc="train smart-reply", unit="step")
     for _ in range(config.trigger_epochs):
         order = rng.permutation(len(trig_train))
         for start in range(0, len(order), 256):

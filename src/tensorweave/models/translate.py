@@ -434,6 +434,34 @@ def _side(pairs, lang):
     return [p[0] if lang == "en" else p[1] for p in pairs]
 
 
+class _NullBar:
+    n = 0
+
+    def update(self, k=1):
+        self.n += k
+
+    def set_postfix(self, **_):
+        pass
+
+    def close(self):
+        pass
+
+    @staticmethod
+    def write(msg):
+        print(msg)
+
+
+def progress_bar(enabled: bool, **kwargs):
+    """A tqdm bar, or a silent stand-in when disabled (tqdm is then not needed)."""
+    if not enabled:
+        bar = _NullBar()
+        bar.n = kwargs.get("initial", 0)
+        return bar
+    from tqdm import tqdm
+
+    return tqdm(dynamic_ncols=True, **kwargs)
+
+
 def _learning_rate(config: TranslateConfig, fraction: float) -> float:
     if fraction <= config.decay_from:
         return config.learning_rate
@@ -459,8 +487,6 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
     ``data``: ``{"train": [(en, de)], "test": [...]}`` (default: the fixed de-en split).
     Returns the last evaluation's record.
     """
-    from tqdm import tqdm
-
     limit_blas_threads()
     if config.source == config.target or {config.source, config.target} != set(LANGS):
         raise ValueError(f"translation direction must be de->en or en->de, got "
@@ -523,8 +549,8 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
     next_eval = (math.floor(trained_seconds / (config.eval_minutes * 60)) + 1) * \
         config.eval_minutes * 60
     record: dict = {}
-    bar = tqdm(total=int(budget), initial=int(trained_seconds), unit="s", disable=not progress,
-               desc=f"train {config.source}->{config.target}", dynamic_ncols=True)
+    bar = progress_bar(progress, total=int(budget), initial=int(trained_seconds), unit="s",
+                       desc=f"train {config.source}->{config.target}")
     writer = _summary_writer(os.path.join(model_dir, "events"), graph)
     losses: list[float] = []
     wall_seconds = 0.0  # this process's wall time in training steps
