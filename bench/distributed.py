@@ -117,14 +117,11 @@ def _push_pull_client(cluster, index, n_floats, steps):
     return 2 * n_floats * 4 * steps / (time.perf_counter() - t0)
 
 
-def push_pull(n_floats, steps):
-    """(tensorweave bytes/s, raw Ray bytes/s) moving a float32 vector to a worker and back."""
+def push_pull(n_floats, steps, rounds=3):
+    """(tensorweave bytes/s, raw Ray bytes/s) moving a float32 vector to a worker and back:
+    medians of ``rounds`` alternating measurements of each (the load of a shared machine
+    changes within seconds)."""
     import ray
-    c = RayCluster(tw.train.ClusterSpec({"ps": 1, "worker": 1}))
-    try:
-        tw_rate = c.run_clients("worker", _push_pull_client, n_floats, steps, timeout=600)[0]
-    finally:
-        c.shutdown()
 
     @ray.remote
     class Echo:
@@ -139,11 +136,19 @@ def push_pull(n_floats, steps):
                 a = ray.get(peer.echo.remote(a), timeout=60)
             return 2 * n * 4 * steps / (time.perf_counter() - t0)
 
+    c = RayCluster(tw.train.ClusterSpec({"ps": 1, "worker": 1}))
     a, b = Echo.remote(), Echo.remote()
-    raw = ray.get(a.bounce.remote(b, n_floats, steps), timeout=600)
-    ray.kill(a)
-    ray.kill(b)
-    return tw_rate, raw
+    tw_rates, raw_rates = [], []
+    try:
+        for _ in range(rounds):
+            tw_rates.append(c.run_clients("worker", _push_pull_client, n_floats, steps,
+                                          timeout=600)[0])
+            raw_rates.append(ray.get(a.bounce.remote(b, n_floats, steps), timeout=600))
+    finally:
+        c.shutdown()
+        ray.kill(a)
+        ray.kill(b)
+    return float(np.median(tw_rates)), float(np.median(raw_rates))
 
 
 def _null_client(cluster, index, steps):
@@ -217,7 +222,7 @@ def main():
     scale = scaling(8 if q else 60, reps=1 if q else 3)
     print("scaling", scale, flush=True)
     n_floats = 4_000_000
-    tw_rate, raw_rate = push_pull(n_floats, 5 if q else 30)
+    tw_rate, raw_rate = push_pull(n_floats, 5 if q else 30, rounds=1 if q else 3)
     print(f"push/pull {tw_rate / 1e6:.0f} MB/s vs raw {raw_rate / 1e6:.0f} MB/s", flush=True)
     null = null_step(100 if q else 500)
     print("null step ms", null, flush=True)
@@ -277,7 +282,8 @@ def write_report(path, d):
         "",
         f"A {d['n_floats'] * 4 / 1e6:.0f} MB float32 variable on the PS is pulled by the "
         "worker, scaled and pushed back with assign_sub each step (two transfers). Raw Ray: "
-        "one actor sends the same array to another, which returns a scaled copy.",
+        "one actor sends the same array to another, which returns a scaled copy. Medians of 3 "
+        "alternating rounds of each.",
         "",
         _fmt_table(["path", "MB/s", "ratio"],
                    [("tensorweave step (Send/Recv through Ray)", f"{d['tw_rate'] / 1e6:.0f}",
