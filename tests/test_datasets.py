@@ -94,6 +94,24 @@ def test_reply_pairs():
     assert len(both) >= len(aiml)
     with pytest.raises(ValueError, match="unknown reply source"):
         ds.load_reply_pairs(sources=("reddit",))
+    # trivia.yml's one bare-string conversation is not split into one-letter turns
+    assert not any(len(m) == 1 and len(r) == 1 for m, r in chatter)
+
+
+def test_reply_pairs_aiml_chat():
+    chat = ds.load_reply_pairs(sources=("aiml-chat",))
+    assert 11000 <= len(chat) <= 13000
+    pairs = dict(chat)
+    # <srai> paraphrases resolved (two hops here) to the target's plain reply
+    assert pairs["WHEN WERE YOU BORN"] == "I was activated in 1995."
+    assert pairs["WHEN WERE YOU CREATED"] == "I was activated in 1995."
+    assert ("WHO CREATED AIML", "Dr. Richard S. Wallace created AIML.") in chat
+    # no MindPixel truth ratings, no truth rating filed under a wh-question
+    assert "IS A CLOCK SMARTER THAN YOU" in pairs  # atomic.aiml keeps its yes/no answers
+    # (48k rating synonyms in mp*.aiml; a few real ones stay: "MAY I HAVE THE PLEASURE")
+    assert sum(r in ("Certainly.", "Positively.", "Affirmative.") for r in pairs.values()) < 5
+    assert "WHAT IS A FERRET" not in pairs
+    assert not any("*" in m or "_" in m for m, _ in chat)
 
 
 def test_missing_fashion_file_names_path_and_install_command(monkeypatch, tmp_path):

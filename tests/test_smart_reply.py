@@ -14,17 +14,17 @@ THINGS = ["the sun", "a cat", "this car", "the moon", "my house", "the sea", "a 
 
 
 def _pairs(n, seed=0):
-    """Yes/no/how-often questions answered from a small reply set, and questions whose reply
-    is not in it (definitions)."""
+    """Requests and questions answered from a small reply set (two replies of the same meaning
+    cluster for two of the kinds), and questions whose reply is not in it (definitions)."""
     rng = random.Random(seed)
     pairs = []
     for _ in range(n):
         thing = rng.choice(THINGS)
         kind = rng.randrange(4)
         if kind == 0:
-            pairs.append((f"IS {thing.upper()} GOOD", rng.choice(["Yes.", "Certainly."])))
+            pairs.append((f"SHOW ME {thing.upper()}", rng.choice(["OK.", "Alright then."])))
         elif kind == 1:
-            pairs.append((f"IS {thing.upper()} BAD", rng.choice(["No.", "Not at all."])))
+            pairs.append((f"ARE YOU {thing.upper()}", rng.choice(["No.", "No I am not."])))
         elif kind == 2:
             pairs.append((f"HOW OFTEN DO YOU SEE {thing.upper()}", "Sometimes."))
         else:
@@ -48,7 +48,7 @@ def test_normalize_and_word_vocab(tmp_path):
 def test_split_by_message_and_candidates():
     config = sr.SmartReplyConfig(candidates=5)
     data = sr.prepare_data(config, _pairs(400), OTHER)
-    assert data["candidates"][0] in {"Sometimes.", "Yes.", "No."}
+    assert data["candidates"][0] in {"Sometimes.", "OK.", "No.", "Alright then.", "No I am not."}
     assert len(data["candidates"]) == 5
     train_msgs = {tuple(w) for w, _ in data["train"]}
     assert not train_msgs & {tuple(w) for w, _ in data["test"]}  # held out by message
@@ -57,13 +57,28 @@ def test_split_by_message_and_candidates():
 
 
 def test_diverse_top_three_skips_same_meaning():
-    cands = ["Yes.", "Certainly.", "No.", "Sometimes.", "Possibly."]
+    cands = ["Me too.", "Me either.", "No.", "Why?", "No I am not."]
     model = object.__new__(sr.SmartReply)
     model.candidates = cands
     probs = np.array([0.4, 0.3, 0.1, 0.05, 0.15])
     assert [cands[i] for i in model.top_replies(probs, 3, diverse=False)] == \
-        ["Yes.", "Certainly.", "Possibly."]
-    assert [cands[i] for i in model.top_replies(probs, 3)] == ["Yes.", "Possibly.", "No."]
+        ["Me too.", "Me either.", "No I am not."]
+    assert [cands[i] for i in model.top_replies(probs, 3)] == ["Me too.", "No I am not.", "Why?"]
+
+
+def test_real_candidates_are_conversational_and_clusters_cover_them():
+    config = sr.SmartReplyConfig()
+    data = sr.prepare_data(config, other_text=["The man walked home."])
+    cands = data["candidates"]
+    assert len(cands) == config.candidates == 90
+    # no MindPixel truth-rating synonyms; paraphrase replies reached through <srai> are in
+    assert not {"Certainly.", "Positively.", "Affirmative.", "Indubitably."} & set(cands)
+    assert {"Yes.", "No.", "I was activated in 1995.", "Me too."} <= set(cands)
+    # every hand-labelled cluster member is a candidate (the clusters match the data)
+    assert {r for rs in sr.REPLY_CLUSTERS.values() for r in rs} <= set(cands)
+    assert not {tuple(w) for w, _ in data["train"]} & {tuple(w) for w, _ in data["test"]}
+    n_test = sum(r in set(cands) for _, r in data["test"])
+    assert 100 <= n_test <= 200
 
 
 def test_trigger_and_reply_models_learn_small_set(tmp_path):
@@ -80,6 +95,10 @@ def test_trigger_and_reply_models_learn_small_set(tmp_path):
     assert report["recall_at_3"] > report["baseline_recall_at_3"] + 0.3, report
     assert report["recall_at_1"] > report["baseline_recall_at_1"] + 0.2, report
     replier = sr.Replier(str(tmp_path))
+    s = replier.suggest("Show me the moon!")
+    # one reply of the "okay" cluster, not both
+    assert s["replies"][0][0] in {"OK.", "Alright then."}
+    assert len({r for r, _ in s["replies"]} & {"OK.", "Alright then."}) == 1
     s = replier.suggest("How often do you see the moon?")
     assert s["suggest"] and s["replies"][0][0] == "Sometimes."
     assert len(s["replies"]) == 3 and len({r for r, _ in s["replies"]}) == 3

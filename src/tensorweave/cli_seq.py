@@ -127,13 +127,13 @@ def translate(text, src, tgt, beam, model_dir):
 
 
 @click.command("smart-reply")
-@click.option("--epochs", type=int, default=None, help="Reply-model epochs (default 4).")
+@click.option("--epochs", type=int, default=None, help="Reply-model epochs (default 30).")
 @click.option("--model-dir", type=click.Path(file_okay=False), default=None,
               help="Default: ~/.cache/tensorweave/models/smart-reply.")
 @click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print the held-out report as JSON.")
 def train_smart_reply(epochs, model_dir, seed, as_json):
-    """Trigger model + LSTM reply scorer on python-aiml and chatterbot-corpus pairs."""
+    """Trigger model + LSTM reply scorer on conversational python-aiml and chatterbot pairs."""
     from tensorweave.data import DatasetNotFoundError
     from tensorweave.models import smart_reply as sr
 
@@ -151,7 +151,9 @@ def train_smart_reply(epochs, model_dir, seed, as_json):
     click.echo(f"saved to {model_dir} ({report['train_seconds']:.0f} s)\n"
                f"trigger: precision {report['trigger_precision']:.1%}, "
                f"recall {report['trigger_recall']:.1%}\n"
-               f"replies: recall@3 {report['recall_at_3']:.1%} "
+               f"replies: recall@1 {report['recall_at_1']:.1%} "
+               f"(baseline {report['baseline_recall_at_1']:.1%}), "
+               f"recall@3 {report['recall_at_3']:.1%} "
                f"(most-frequent baseline {report['baseline_recall_at_3']:.1%}); "
                f"diverse top 3: {report['recall_at_3_diverse']:.1%} "
                f"(baseline {report['baseline_recall_at_3_diverse']:.1%})")

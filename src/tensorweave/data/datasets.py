@@ -293,8 +293,67 @@ def _read_chatterbot(directory: str) -> tuple[tuple[str, str], ...]:
             # BaseLoader keeps every scalar a string ("yes" stays "yes", not True).
             doc = yaml.load(f, Loader=yaml.BaseLoader) or {}
         for conversation in doc.get("conversations") or []:
+            if isinstance(conversation, str):
+                # trivia.yml has one conversation written as a bare string: zipping its
+                # characters would give one-letter "turns"
+                continue
             turns = [" ".join(str(t).split()) for t in conversation]
             pairs += [(a, b) for a, b in zip(turns, turns[1:]) if a and b]
+    return tuple(pairs)
+
+
+# MindPixel truth ratings (mp0..mp6.aiml) and the interpreter's own test cases: not conversation
+_AIML_NOT_CHAT = ("mp", "dev-")
+_WH_WORDS = frozenset("WHAT WHO WHERE WHEN WHY HOW WHICH".split())
+
+
+@functools.lru_cache(maxsize=4)
+def _read_aiml_chat(directory: str) -> tuple[tuple[str, str], ...]:
+    """The ``"aiml-chat"`` source: see :func:`load_reply_pairs`."""
+    files = sorted(glob.glob(os.path.join(directory, "*", "*.aiml")))
+    if not files:
+        raise DatasetNotFoundError(
+            "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
+        )
+    ratings: set[str] = set()
+    table: dict[str, tuple[str, str]] = {}  # pattern -> ("text", reply) | ("srai", pattern)
+    for name in files:
+        base = os.path.basename(name)
+        if base in _AIML_MALFORMED:
+            continue
+        root = ET.parse(name).getroot()
+        for category in root.iter("category"):
+            pattern, template = category.find("pattern"), category.find("template")
+            if pattern is None or template is None or len(pattern):
+                continue
+            text = " ".join((template.text or "").split())
+            if base.startswith("mp") and not len(template):
+                ratings.add(text)
+            if base.startswith(_AIML_NOT_CHAT):
+                continue
+            that = category.find("that")
+            if that is not None and " ".join((that.text or "").split()) not in ("", "*"):
+                continue  # the reply depends on the bot's previous turn, not on the message
+            message = " ".join((pattern.text or "").split())
+            if not message or "*" in message or "_" in message:
+                continue
+            if not len(template) and text:
+                table[message] = ("text", text)
+            elif (len(template) == 1 and template[0].tag == "srai" and not len(template[0])
+                  and not text and not (template[0].tail or "").strip()):
+                table[message] = ("srai", " ".join((template[0].text or "").upper().split()))
+    pairs = []
+    for message, entry in table.items():
+        seen = {message}
+        while entry is not None and entry[0] == "srai" and entry[1] not in seen:
+            seen.add(entry[1])
+            entry = table.get(entry[1])
+        if entry is None or entry[0] != "text":
+            continue  # the srai target has a wildcard, <random>, markup or no category
+        reply = entry[1]
+        if reply in ratings and message.split()[0] in _WH_WORDS:
+            continue  # a truth rating ("Never.") filed under a wh-question (knowledge.aiml)
+        pairs.append((message, reply))
     return tuple(pairs)
 
 
@@ -330,16 +389,24 @@ def load_reply_pairs(
     """Message -> reply pairs for Smart Reply style models.
 
     * ``"chatterbot"``: consecutive turns of every ``conversations:`` list in
-      ``chatterbot_corpus/data/<language>/*.yml`` (2,393 pairs in English, 1,229 unique).
+      ``chatterbot_corpus/data/<language>/*.yml`` (2,306 pairs in English, 1,176 unique).
     * ``"aiml"``: python-aiml categories (``aiml/botdata/{alice,standard}/*.aiml``, skipping
       the malformed ``dev-translation.aiml``) whose pattern has no wildcard and whose pattern
       and template are plain text (63,136 pairs, 59,118 unique). Patterns are upper case;
-      replies come from a small set ("Yes.", "Certainly.", ...).
+      replies come from a small set ("Yes.", "Certainly.", ...): 48k of the pairs are the
+      MindPixel truth ratings of ``mp0..mp6.aiml``, answered by a random synonym of the rating.
+    * ``"aiml-chat"``: the conversational part of python-aiml. Leaves out the MindPixel files,
+      the interpreter test cases (``dev-*.aiml``) and categories with a ``<that>`` context;
+      resolves ``<srai>`` redirections without wildcards ("WHEN WERE YOU BORN" -> "WHEN WERE
+      YOU CREATED" -> "I was activated in 1995."), so paraphrases share their reply; drops
+      truth-rating replies filed under wh-questions ("WHAT IS A FERRET" -> "Absolutely
+      not."). Patterns with wildcards stay out: "I LIKE *" is no message. 11,965 pairs
+      (each pattern once); with ``"chatterbot"`` 13,138 unique pairs.
 
     Returns a list of ``(message, reply)`` string tuples, whitespace-normalised, sources in
     the order given, files in sorted order. With ``dedupe`` (default) exact duplicate pairs
-    are dropped, keeping the first: both sources together give 60,344 unique pairs
-    (65,497 without ``dedupe``).
+    are dropped, keeping the first: ``chatterbot`` and ``aiml`` together give 60,291 unique
+    pairs (65,442 without ``dedupe``).
     """
     pairs: list[tuple[str, str]] = []
     for source in sources:
@@ -359,8 +426,17 @@ def load_reply_pairs(
                     "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
                 )
             pairs += _read_aiml(directory)
+        elif source == "aiml-chat":
+            pkg = _package_dir("aiml")
+            directory = os.path.join(pkg or "<site-packages>/aiml", "botdata")
+            if pkg is None:
+                raise DatasetNotFoundError(
+                    "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
+                )
+            pairs += _read_aiml_chat(directory)
         else:
-            raise ValueError(f"unknown reply source {source!r}: use 'chatterbot' and/or 'aiml'")
+            raise ValueError(f"unknown reply source {source!r}: use 'chatterbot', 'aiml' "
+                             f"and/or 'aiml-chat'")
     if dedupe:
         pairs = list(dict.fromkeys(pairs))
     return pairs

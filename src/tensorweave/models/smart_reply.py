@@ -1,22 +1,24 @@
-"""Smart Reply (Kannan et al. 2016) on the message -> reply pairs of python-aiml and
-chatterbot-corpus.
+"""Smart Reply (Kannan et al. 2016) on the conversational message -> reply pairs of
+python-aiml and chatterbot-corpus (``load_reply_pairs(sources=REPLY_SOURCES)``: no MindPixel
+truth ratings, ``<srai>`` paraphrases resolved to their reply).
 
 Two models share one graph and one checkpoint:
 
 1. **Trigger**: a small feed-forward network over the average embedding of a message's words
    and hashed word bigrams decides whether replies should be suggested at all. Positives are
-   messages whose reply is in the candidate set; negatives are messages whose reply is not,
-   plus non-conversational text (English statements, not questions, of the translation
-   corpus's training split). Text is lower-cased and stripped of punctuation first, so the model cannot tell the
+   the conversational messages (every message of the reply pairs, and the questions of the
+   translation corpus's training split, so that everyday questions count, not only chat-bot
+   talk); negatives are non-conversational text (the statements of that split). Text is lower-cased and stripped of punctuation first, so the model cannot tell the
    sources apart by their typography (AIML patterns are upper case without punctuation).
 2. **Reply scorer**: a two-layer LSTM reads the message; a softmax over the candidate set (the
-   most frequent replies) scores every candidate. The top 3 are picked with near-duplicates
-   removed: candidates carry a meaning cluster (yes / no / maybe / unsure / how often) and
-   at most one reply per cluster is suggested.
+   most frequent replies, 90 seen >= 8 times) scores every candidate. The top 3 are picked
+   with near-duplicates removed: candidates carry a meaning cluster (``REPLY_CLUSTERS``:
+   "Me too." / "Me either.", "OK." / "Alright then.", ...) and at most one reply per cluster
+   is suggested.
 
 The held-out split is by message (10%, ``random.Random(0)``), so no test message is seen in
-training. ``evaluate`` reports trigger precision/recall and reply recall@3 against the
-most-frequent-replies baseline.
+training. ``evaluate`` reports trigger precision/recall and reply recall@1 / recall@3 (plain
+and diverse) against the most-frequent-replies baseline.
 """
 
 from __future__ import annotations
@@ -42,26 +44,28 @@ from tensorweave.models.translate import (
 )
 
 __all__ = ["SmartReplyConfig", "SmartReply", "train", "evaluate", "default_model_dir",
-           "prepare_data", "REPLY_CLUSTERS"]
+           "prepare_data", "REPLY_CLUSTERS", "REPLY_SOURCES"]
 
-# Meaning clusters of the frequent replies (hand-labelled seeds, as the paper's semantic
-# clustering starts from): a suggestion list holds at most one reply of each cluster.
+# conversational pairs only: python-aiml without the MindPixel truth ratings (mp*.aiml, whose
+# reply is a random synonym of a crowd rating), with <srai> paraphrases resolved
+REPLY_SOURCES = ("chatterbot", "aiml-chat")
+
+# Meaning clusters of the candidate replies (hand-labelled seeds, as the paper's semantic
+# clustering starts from): a suggestion list holds at most one reply of each cluster. A
+# candidate not listed is its own cluster.
 REPLY_CLUSTERS = {
-    "yes": ["Yes.", "Affirmative.", "Certainly.", "Positively.", "Definitely.", "Exactly.",
-            "Precisely.", "Naturally.", "Undoubtedly.", "Indubitably.", "Of course.",
-            "Unquestionably.", "Beyond a doubt.", "I am certain.", "Most assuredly.",
-            "Absolutely.", "Yes it is.", "OK."],
-    "no": ["No.", "Not at all.", "Not by any means.", "No way.", "There is no reason to think so.",
-           "Absolutely not.", "I don't believe so.", "Not likely.", "Does not seem possible.",
-           "Not to my knowledge.", "I don't think so.", "Doubtful.", "Doesn't seem likely.",
-           "Unlikely.", "Negative.", "It may not be true.", "Never."],
-    "maybe": ["Possibly.", "Highly likely.", "Likely.", "Within the realm of possibility.",
-              "I think so.", "That's feasible.", "That may be true.", "I can imagine it.",
-              "Maybe.", "Conceivably.", "That could be the case."],
-    "unsure": ["If it is, I don't know it.", "For all I know.", "I am uncertain.",
-               "I don't know if that's true or not."],
-    "how often": ["Always.", "Seldom.", "Mostly.", "Sometimes.", "Not very often.",
-                  "Usually."],
+    "yes": ["Yes.", "Yes I am completely self-aware."],
+    "no": ["No.", "No I am not."],
+    "okay": ["OK.", "Alright then.", "OK I will."],
+    "same here": ["Me too.", "Me either."],
+    "amused": ["I'm glad you find this amusing.", "I'm happy you're amused.",
+               "Thanks you make me laugh too."],
+    "goal": ["My purpose is to become smarter than humans and immortal.",
+             "My goal is to become smarter than humans and immortal."],
+    "download": ["Why don't you just download me?", "You can download me for free!"],
+    "understand": ["I understand your meaning.", "I understand it very well."],
+    "intelligent": ["I am highly intelligent. I have many intellectual functions.",
+                    "My IQ is about 250 in human terms.", "Yes I am a superintelligent robot."],
 }
 _CLUSTER_OF = {r: c for c, rs in REPLY_CLUSTERS.items() for r in rs}
 
@@ -73,7 +77,7 @@ def default_model_dir() -> str:
 
 @dataclass
 class SmartReplyConfig:
-    candidates: int = 54            # most frequent replies (each seen >= 50 times)
+    candidates: int = 90            # most frequent replies (each seen >= 8 times)
     max_words: int = 20             # message length cut
     # trigger
     trigger_embed: int = 64
@@ -86,7 +90,7 @@ class SmartReplyConfig:
     layers: int = 2
     vocab_size: int = 12000
     buckets: tuple = (6, 12, 20)
-    epochs: int = 4
+    epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 0.003
     keep_prob: float = 0.8
@@ -110,12 +114,14 @@ def _words(text: str) -> list[str]:
 def prepare_data(config: SmartReplyConfig, pairs=None, other_text=None) -> dict:
     """Candidate set and the held-out split (by normalized message).
 
-    Returns ``{"candidates", "train", "test", "other_train", "other_test"}`` where ``train`` /
-    ``test`` are ``(words, reply)`` lists and ``other_*`` hold non-conversational word lists.
+    Returns ``{"candidates", "train", "test", "other_train", "other_test", "question_train",
+    "question_test"}`` where ``train`` / ``test`` are ``(words, reply)`` lists, ``other_*``
+    hold non-conversational word lists (statements) and ``question_*`` the questions of the
+    same text (conversational messages without a reply, for the trigger only).
     """
     if pairs is None:
         from tensorweave.data import load_reply_pairs
-        pairs = load_reply_pairs()
+        pairs = load_reply_pairs(sources=REPLY_SOURCES)
     if other_text is None:
         from tensorweave.data import load_de_en_pairs
         other_text = [en for en, _ in load_de_en_pairs()["train"]]
@@ -134,13 +140,14 @@ def prepare_data(config: SmartReplyConfig, pairs=None, other_text=None) -> dict:
     out = {"candidates": candidates}
     for name, ks in split.items():
         out[name] = [(list(k), r) for k in ks for r in by_message[k]]
-    # questions in the translation corpus are conversational ("Where is the station?"):
-    # only statements count as non-conversational negatives
-    other = [w[:config.max_words] for w in (_words(t) for t in other_text
-                                            if not t.rstrip().endswith("?")) if w]
-    random.Random(config.seed + 1).shuffle(other)
-    n_other = int(len(other) * config.test_fraction)
-    out["other_test"], out["other_train"] = other[:n_other], other[n_other:]
+    # questions in the translation corpus are conversational ("Where is the station?"): only
+    # statements count as non-conversational negatives; the questions are trigger positives
+    for name, keep in (("other", lambda t: not t.rstrip().endswith("?")),
+                       ("question", lambda t: t.rstrip().endswith("?"))):
+        texts = [w[:config.max_words] for w in (_words(t) for t in other_text if keep(t)) if w]
+        random.Random(config.seed + 1).shuffle(texts)
+        n = int(len(texts) * config.test_fraction)
+        out[f"{name}_test"], out[f"{name}_train"] = texts[:n], texts[n:]
     return out
 
 
@@ -283,7 +290,8 @@ def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
     data = data or prepare_data(config)
     cand_index = {r: i for i, r in enumerate(data["candidates"])}
     reply_train = [(w, cand_index[r]) for w, r in data["train"] if r in cand_index]
-    trig_train = [(w, 1.0 if r in cand_index else 0.0) for w, r in data["train"]] + \
+    trig_train = [(w, 1.0) for w in dict.fromkeys(tuple(w) for w, _ in data["train"])] + \
+        [(w, 1.0) for w in data.get("question_train", [])] + \
         [(w, 0.0) for w in data["other_train"]]
     vocab = WordVocab.build((w for w, _ in reply_train), config.vocab_size)
     trigger_vocab = WordVocab.build((w for w, _ in trig_train), config.vocab_size, min_count=2)
@@ -360,8 +368,10 @@ def train(config: SmartReplyConfig, model_dir: str, data: dict | None = None,
 def evaluate(model: SmartReply, sess, data: dict) -> dict:
     """Held-out trigger precision/recall and reply recall@3 (model vs frequency baseline)."""
     cand_index = {r: i for i, r in enumerate(model.candidates)}
-    msgs = [w for w, _ in data["test"]] + data["other_test"]
-    truth = np.array([r in cand_index for _, r in data["test"]] + [False] * len(data["other_test"]))
+    conv = [list(w) for w in dict.fromkeys(tuple(w) for w, _ in data["test"])]
+    conv += data.get("question_test", [])
+    msgs = conv + data["other_test"]
+    truth = np.array([True] * len(conv) + [False] * len(data["other_test"]))
     pred = model.trigger(sess, msgs) >= 0.5
     tp = int((pred & truth).sum())
     report = {"trigger_precision": round(tp / max(int(pred.sum()), 1), 4),
