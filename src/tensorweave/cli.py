@@ -2,6 +2,7 @@
 
     tensorweave train digits [--dataset mnist5k|fashion] [--epochs N]
     tensorweave train digits --workers 2 --ps 1 --mode async     (on Ray, see docs/distributed.md)
+    tensorweave train image-classifier|translate --workers 2 --ps 1 --mode sync
 
 Each sub-command imports only what it needs, so ``tensorweave --help`` is instant.
 """
@@ -13,6 +14,8 @@ import sys
 
 import click
 
+from tensorweave.cli_distributed import distributed_options as _distributed_options
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tensorweave")
@@ -23,24 +26,6 @@ def main():
 @main.group()
 def train():
     """Train a model (progress bar; held-out evaluation at the end)."""
-
-
-def _distributed_options(fn):
-    fn = click.option("--workers", type=int, default=0,
-                      help="Worker tasks (0: train in this process).")(fn)
-    fn = click.option("--ps", type=int, default=1, help="Parameter-server tasks.")(fn)
-    fn = click.option("--mode", type=click.Choice(["sync", "async", "hybrid"]), default="async",
-                      help="How workers combine updates.")(fn)
-    fn = click.option("--backup", type=int, default=0, help="Backup workers (sync, hybrid).")(fn)
-    fn = click.option("--groups", type=int, default=2,
-                      help="Hybrid mode: number of asynchronous groups.")(fn)
-    fn = click.option("--address", default=None,
-                      help="Existing Ray cluster (ray start --head); default: embedded.")(fn)
-    fn = click.option("--steps", type=int, default=None,
-                      help="Distributed mode: training steps per worker.")(fn)
-    fn = click.option("--json", "as_json", is_flag=True,
-                      help="Print one final line of JSON with the results.")(fn)
-    return fn
 
 
 def _report(result: dict, as_json: bool, text: str):

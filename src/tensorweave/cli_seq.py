@@ -1,6 +1,7 @@
 """Command-line front ends of the sequence applications (added to ``tensorweave`` in cli.py)::
 
     tensorweave train translate [--from de --to en] [--minutes 25] [--no-attention]
+    tensorweave train translate --workers 2 --ps 1 --mode sync --steps 2000 [--json]
     tensorweave translate "Sie näht ihre Kleider selbst."
     tensorweave translate --to de "She makes her own clothes."
     tensorweave train smart-reply
@@ -16,6 +17,8 @@ import os
 import sys
 
 import click
+
+from tensorweave.cli_distributed import distributed_options
 
 
 def _fail(message: str):
@@ -62,11 +65,24 @@ def _directions(src, tgt):
 @click.option("--restart", is_flag=True, help="Start over instead of resuming a checkpoint.")
 @click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print the final results as JSON.")
+@click.option("--eval-pairs", type=int, default=200, show_default=True,
+              help="Distributed mode: test pairs for token accuracy and the final greedy BLEU.")
+@click.option("--bucket", type=(int, int), default=(30, 32), show_default=True,
+              help="Distributed mode: the one (source, target) length bucket trained.")
+@distributed_options(steps=False, json=False)
 def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, batch_size,
                     learning_rate, keep_prob, eval_minutes, clock, beam, model_dir, restart, seed,
-                    as_json):
-    """Attention seq2seq LSTM on the de-en sentence pairs; BLEU on the 1,000 test pairs."""
+                    as_json, eval_pairs, bucket, workers, ps, mode, backup, groups, address):
+    """Attention seq2seq LSTM on the de-en sentence pairs; BLEU on the 1,000 test pairs.
+    With --workers N: trained on Ray parameter servers (one length bucket, default model dir
+    translate-<from>-<to>-distributed; docs/distributed.md)."""
     src, tgt = _directions(src, tgt)
+    if workers:
+        from tensorweave.cli_distributed import run_translate
+        run_translate(src, tgt, steps, no_attention, hidden, vocab_size, batch_size,
+                      learning_rate, keep_prob, model_dir, restart, seed, eval_pairs, bucket,
+                      workers, ps, mode, backup, groups, address, as_json)
+        return
     from tensorweave.data import DatasetNotFoundError
     from tensorweave.models import translate as tr
 

@@ -1,6 +1,7 @@
 """Vision commands of the ``tensorweave`` CLI (registered in ``cli.py``)::
 
     tensorweave train image-classifier [--dataset fashion|mnist5k] [--epochs N]
+    tensorweave train image-classifier --workers 2 --ps 1 --mode sync [--json]
     tensorweave train captioning [--epochs N] [--model-dir DIR]
     tensorweave caption PICTURE [--translate de] [--model-dir DIR]
 """
@@ -12,6 +13,12 @@ import json
 import sys
 
 import click
+
+from tensorweave.cli_distributed import (
+    distributed_options,
+    image_classifier_options,
+    run_image_classifier,
+)
 
 
 def _fail(message: str):
@@ -28,8 +35,18 @@ def _fail(message: str):
 @click.option("--device", default=None, help='e.g. "/gpu:0" (needs CuPy and a GPU).')
 @click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print one final line of JSON.")
-def train_image_classifier(dataset, epochs, train_dir, log_path, device, seed, as_json):
-    """A small ResNet (batch norm, residual blocks, shift/flip augmentation)."""
+@image_classifier_options
+@distributed_options(json=False)
+def train_image_classifier(dataset, epochs, train_dir, log_path, device, seed, as_json,
+                           channels, batch_size, train_examples, eval_examples, workers, ps,
+                           mode, backup, groups, address, steps):
+    """A small ResNet (batch norm, residual blocks, shift/flip augmentation). With --workers
+    N: trained on Ray parameter servers (docs/distributed.md)."""
+    if workers:
+        run_image_classifier(dataset, epochs, seed, channels, batch_size, train_examples,
+                             eval_examples, workers, ps, mode, backup, groups, address, steps,
+                             train_dir, as_json)
+        return
     from tensorweave.models import image_classifier as ic
     cfg = dataclasses.replace(ic.CONFIGS[dataset], seed=seed, device=device)
     if epochs is not None:

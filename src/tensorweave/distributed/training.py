@@ -42,6 +42,10 @@ class ReplicaModel:
 
     ``train_batches(worker_index, num_workers)`` yields tuples matching ``inputs``, endlessly;
     ``eval_batches()`` yields held-out tuples; ``make_optimizer()`` returns a new optimizer.
+    ``eval_loss``: the loss evaluated on held-out data when it differs from the training loss
+    (e.g. an inference tower using batch norm's moving averages); default ``loss``. Ops in the
+    graph's ``UPDATE_OPS`` collection (batch norm's moving averages) run with every training
+    step of a worker (``build_replica`` groups them with the train op).
     """
 
     loss: object
@@ -51,6 +55,7 @@ class ReplicaModel:
     train_batches: Callable
     eval_batches: Callable
     batch_size: int
+    eval_loss: object = None
 
 
 _DATA_CACHE: dict = {}
@@ -267,6 +272,9 @@ def build_replica(cfg: TrainConfig, worker=None) -> Replica:
                 rep.sync_opts.append(opt)
             rep.local_init = rep.sync_opts[0].local_step_init_op
             rep.step_value = gs.value()
+        update_ops = tw.get_collection(tw.GraphKeys.UPDATE_OPS)
+        if update_ops and worker is not None:  # e.g. batch norm's moving averages (on the PS)
+            rep.train_op = tw.group(rep.train_op, *update_ops)
         if worker is None:
             rep.init_op = tw.variables_initializer(tw.global_variables())
     return rep
@@ -664,9 +672,10 @@ class DistributedTrainer:
     def evaluate(self) -> dict:
         """Mean loss and accuracy on the model's held-out batches."""
         m = self.rep.model
+        eval_loss = m.loss if m.eval_loss is None else m.eval_loss
         losses, accs, ns = [], [], []
         for batch in m.eval_batches():
-            loss, acc = self.sess.run([m.loss, m.accuracy], dict(zip(m.inputs, batch)))
+            loss, acc = self.sess.run([eval_loss, m.accuracy], dict(zip(m.inputs, batch)))
             losses.append(loss)
             accs.append(acc)
             ns.append(len(batch[0]))

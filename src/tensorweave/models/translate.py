@@ -255,6 +255,12 @@ class Seq2Seq:
     # ------------------------------------------------------------------ graphs
     def training_loss(self, src_steps, tgt_steps, keep_prob):
         """Placeholders and the mean token cross-entropy for one length bucket."""
+        feeds, loss, _ = self.training_graph(src_steps, tgt_steps, keep_prob)
+        return feeds, loss
+
+    def training_graph(self, src_steps, tgt_steps, keep_prob):
+        """``training_loss`` plus the held-out token accuracy (argmax of each step's logits
+        against ``target_output``, over real tokens): ``(feeds, loss, token_accuracy)``."""
         h_size = self.config.hidden
         src = tw.placeholder(tw.int32, [None, src_steps], name="source")
         src_len = tw.placeholder(tw.int32, [None], name="source_length")
@@ -279,10 +285,14 @@ class Seq2Seq:
         weights = tw.reshape(tw.sequence_mask(tgt_len, tgt_steps, dtype=tw.float32), [-1])
         xent = tw.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tw.reshape(tgt_out, [-1]), logits=logits)
-        loss = tw.reduce_sum(xent * weights) / tw.maximum(tw.reduce_sum(weights), 1.0)
+        total = tw.maximum(tw.reduce_sum(weights), 1.0)
+        loss = tw.reduce_sum(xent * weights) / total
+        hits = tw.cast(tw.equal(tw.cast(tw.argmax(logits, 1), tw.int32),
+                                tw.reshape(tgt_out, [-1])), tw.float32)
+        accuracy = tw.reduce_sum(hits * weights) / total
         feeds = {"source": src, "source_length": src_len, "target_input": tgt_in,
                  "target_output": tgt_out, "target_length": tgt_len}
-        return feeds, loss
+        return feeds, loss, accuracy
 
     def encoder_graph(self, src_steps):
         src = tw.placeholder(tw.int32, [None, src_steps], name="source")
