@@ -102,3 +102,69 @@ def test_save_checkpoint_through_a_host_copy_restores_the_same_values(tmp_path):
         np.testing.assert_array_equal(a, b)
     state = tw.train.get_checkpoint_state(str(tmp_path))
     assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["2", "3"]
+
+
+def test_ensemble_averages_member_probabilities_and_resumes_each_member(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.random((32, 28, 28, 1), np.float32)
+    y = rng.integers(0, 10, 32)
+    data = (x, y, x[:8], y[:8])
+    cfg = _tiny(shift=1, ensemble=2)
+    r = ic.train(cfg, progress=False, data=data, train_dir=str(tmp_path))
+    assert r["steps"] == 4 and len(r["member_accuracies"]) == 2
+    assert r["cpu_seconds"] > 0
+    assert [e["member"] for e in r["history"]] == [0, 1]
+    assert "ensemble_accuracy" in r["history"][1] and "ensemble_accuracy" not in r["history"][0]
+    # each member checkpoints in its own directory, with its own seed (different weights)
+    a = tw.train.latest_checkpoint(str(tmp_path / "member0"))
+    b = tw.train.latest_checkpoint(str(tmp_path / "member1"))
+    assert a.endswith("-2") and b.endswith("-2")
+    ka = tw.train.load_variable(a, "resnet/stem/kernel")
+    kb = tw.train.load_variable(b, "resnet/stem/kernel")
+    assert not np.allclose(ka, kb)
+    # the reported accuracy is that of the averaged softmax of the restored members
+    probs = []
+    for path in (a, b):
+        g = tw.Graph()
+        with g.as_default():
+            m = ic.build_classifier(cfg, 2)
+            saver = tw.train.Saver()
+        with tw.Session(graph=g) as s:
+            saver.restore(s, path)
+            probs.append(ic.predict_proba(s, m, x[:8]))
+    np.testing.assert_allclose(probs[0].sum(1), 1.0, rtol=1e-5)
+    assert r["accuracy"] == np.mean((probs[0] + probs[1]).argmax(1) == y[:8])
+    # resuming: both members are finished, nothing is trained again
+    again = ic.train(cfg, progress=False, data=data, train_dir=str(tmp_path))
+    assert again["steps"] == 4 and again["accuracy"] == r["accuracy"]
+
+
+def test_cli_rejects_an_empty_ensemble():
+    from click.testing import CliRunner
+
+    from tensorweave.cli_vision import train_image_classifier
+    r = CliRunner().invoke(train_image_classifier, ["--dataset", "mnist5k", "--ensemble", "0"])
+    assert r.exit_code == 2 and "--ensemble must be at least 1" in r.output
+
+
+def test_default_configs_train_one_network_without_elastic_distortions():
+    for name, epochs in (("mnist5k", 25), ("fashion", 15)):
+        cfg = ic.CONFIGS[name]
+        assert cfg.ensemble == 1 and cfg.elastic == 0.0 and cfg.epochs == epochs
+
+
+def test_elastic_distortion_is_smooth_random_and_keeps_the_bar_in_place():
+    rng = np.random.default_rng(0)
+    x = np.zeros((16, 28, 28, 1), np.float32)
+    x[:, 6:22, 12:16] = 1.0   # a vertical bar in the middle
+    out = ic.augment(x, rng, shift=0, flip=False, elastic=34.0, elastic_sigma=4.0)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert not np.allclose(out, x)
+    assert len({out[i].tobytes() for i in range(16)}) == 16          # a new field per image
+    # a smooth field moves the bar by a pixel or two: most of its ink stays near it
+    assert 0.7 < out.sum() / x.sum() < 1.3
+    assert out[:, 3:25, 8:20].sum() > 0.9 * out.sum()
+    np.testing.assert_array_equal(
+        ic.augment(x, rng, shift=0, flip=False, elastic=0.0, rotate=0.0, scale=0.0), x)
+    blur = ic._smoothing_matrix(28, 4.0)
+    np.testing.assert_allclose(blur[14].sum(), 1.0, atol=1e-3)       # normalized kernel
