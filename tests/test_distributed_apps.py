@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 import pytest
-from ray_fixture import ray_session  # noqa: F401
 
 import tensorweave as tw
+from ray_fixture import ray_session  # noqa: F401
 from tensorweave.distributed.app_models import ImageClassifierModel, TranslateModel, test_bleu
 from tensorweave.distributed.training import DistributedTrainer, TrainConfig, read_checkpoint
 
@@ -127,3 +127,28 @@ def test_cli_translate_on_ray(ray_session, tmp_path):  # noqa: F811
     assert math.isfinite(r["loss"]) and 0.0 <= r["accuracy"] <= 1.0
     assert 0.0 <= r["bleu"] <= 100.0
     assert (tmp_path / "de.model").is_file() and (tmp_path / "config.json").is_file()
+
+
+def test_twin_initializers_on_two_ps_initialize_from_one_task():
+    """Common subexpression elimination merges the twin shape constants of identical
+    initializers; the partition's op order must still put a producer before its users
+    (runtime.plan._order_by_key): this failed with 'cannot access local variable' before."""
+    from tensorweave.distributed.inprocess import InProcessCluster
+    from tensorweave.distributed.session import DistributedSession
+    spec = tw.train.ClusterSpec({"ps": 2, "worker": 1})
+    cluster = InProcessCluster(spec, recv_timeout=10.0)
+    g = tw.Graph()
+    try:
+        with g.as_default(), tw.device(tw.train.replica_device_setter(
+                cluster=spec, worker_device="/job:ps/task:0")):
+            vs = [tw.get_variable(f"k{i}", [3, 3, 4, 4],
+                                  initializer=tw.variance_scaling_initializer(2.0))
+                  for i in range(3)]
+            init = tw.variables_initializer(tw.global_variables())
+        sess = DistributedSession(cluster, graph=g, task="/job:ps/task:0")
+        sess.run(init)
+        values = sess.run([v.value() for v in vs])
+    finally:
+        cluster.shutdown()
+    assert {v.device for v in vs} == {"/job:ps/task:0", "/job:ps/task:1"}
+    assert all(np.isfinite(x).all() and np.abs(x).mean() > 0.05 for x in values)

@@ -143,6 +143,37 @@ def _mallopt_thresholds() -> bool:
     return bool(ok and mallopt(m_trim_threshold, 256 << 20))
 
 
+def _order_by_key(ops, order_key, rw=None):
+    """``ops`` in ``order_key`` order as far as the dependencies allow: an op never comes
+    before the producer of one of its inputs *after rewrites* (``rw.resolve``: common
+    subexpression elimination may make an op read a twin that sorts later) or a control
+    input. A topological sort that always takes the ready op with the smallest key."""
+    import heapq
+    members = {op: i for i, op in enumerate(ops)}  # the pruned order breaks ties
+    waiting = {}
+    users: dict = {op: [] for op in ops}
+    for op in ops:
+        deps = {(rw.resolve(t) if rw is not None else t).op for t in op._inputs}
+        deps.update(op._control_inputs)
+        deps = {d for d in deps if d in members and d is not op}
+        waiting[op] = len(deps)
+        for d in deps:
+            users[d].append(op)
+    ready = [(order_key.get(op.name, -1.0), members[op], op) for op in ops if not waiting[op]]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, _, op = heapq.heappop(ready)
+        out.append(op)
+        for u in users[op]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, (order_key.get(u.name, -1.0), members[u], u))
+    if len(out) != len(ops):  # a cycle cannot happen in a pruned graph; keep the plain sort
+        return sorted(ops, key=lambda op: order_key.get(op.name, -1.0))
+    return out
+
+
 def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU",
                  options=None, placer=None, order_key=None) -> Plan:
     """Compiles the (fetches, targets, feeds) signature into a Plan.
@@ -161,7 +192,7 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
         fetch_tensors = [rw.resolve(t) for t in fetch_tensors]
         ops = _reprune(fetch_tensors, target_ops, feed_tensors, rw)
     if order_key is not None:  # e.g. a partition keeps the global order (no Send/Recv deadlock)
-        ops.sort(key=lambda op: order_key.get(op.name, -1.0))
+        ops = _order_by_key(ops, order_key, rw)
     slot_of: dict = {}
 
     def slot(t):
