@@ -52,13 +52,14 @@ class ImageClassifierModel:
     flip: bool | None = None
     rotate: float | None = None
     scale: float | None = None
+    elastic: float | None = None
     train_examples: int = 0
     eval_examples: int = 0
     seed: int = 0
 
     def _setting(self, name):
         from tensorweave.models.image_classifier import CONFIGS
-        value = getattr(self, name)
+        value = getattr(self, name, None)
         return getattr(CONFIGS[self.dataset], name) if value is None else value
 
     def data(self):
@@ -99,7 +100,8 @@ class ImageClassifierModel:
                                           tw.float32), name="accuracy")
         lr, mom, bs, seed = self.learning_rate, self.momentum, self.batch_size, self.seed
         aug = (self._setting("shift"), self._setting("flip"), self._setting("rotate"),
-               self._setting("scale"))
+               self._setting("scale"), self._setting("elastic"),
+               self._setting("elastic_sigma"))
 
         def make_optimizer():
             return tw.train.MomentumOptimizer(lr, mom)
