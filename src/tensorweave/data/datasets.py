@@ -418,22 +418,14 @@ def load_reply_pairs(
                     "chatterbot-corpus", os.path.join(directory, "*.yml"), _INSTALL_CHATTERBOT
                 )
             pairs += _read_chatterbot(directory)
-        elif source == "aiml":
+        elif source in ("aiml", "aiml-chat"):
             pkg = _package_dir("aiml")
             directory = os.path.join(pkg or "<site-packages>/aiml", "botdata")
             if pkg is None:
                 raise DatasetNotFoundError(
                     "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
                 )
-            pairs += _read_aiml(directory)
-        elif source == "aiml-chat":
-            pkg = _package_dir("aiml")
-            directory = os.path.join(pkg or "<site-packages>/aiml", "botdata")
-            if pkg is None:
-                raise DatasetNotFoundError(
-                    "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
-                )
-            pairs += _read_aiml_chat(directory)
+            pairs += (_read_aiml if source == "aiml" else _read_aiml_chat)(directory)
         else:
             raise ValueError(f"unknown reply source {source!r}: use 'chatterbot', 'aiml' "
                              f"and/or 'aiml-chat'")

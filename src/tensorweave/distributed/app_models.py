@@ -80,20 +80,10 @@ class ImageClassifierModel:
     def __call__(self):
         import tensorweave as tw
         from tensorweave.distributed.training import ReplicaModel
-        from tensorweave.models.image_classifier import augment, build_resnet
+        from tensorweave.models.image_classifier import augment, build_towers
         x_train, y_train, x_test, y_test = self.data()
-        tw.set_random_seed(self.seed)
-        images = tw.placeholder(tw.float32, [None, 28, 28, 1], name="images")
-        labels = tw.placeholder(tw.int64, [None], name="labels")
-        with tw.variable_scope("resnet"):
-            logits = build_resnet(images, True, self.channels, self._setting("dropout"))
-        with tw.variable_scope("resnet", reuse=True):
-            eval_logits = build_resnet(images, False, self.channels)
-        xent = tw.reduce_mean(
-            tw.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-        decay = tw.add_n([tw.nn.l2_loss(v) for v in tw.trainable_variables()
-                          if v.shape.ndims > 1])
-        loss = tw.add(xent, self.weight_decay * decay, name="loss")
+        images, labels, _, loss, eval_logits = build_towers(
+            self.channels, self._setting("dropout"), self.weight_decay, self.seed)
         eval_loss = tw.reduce_mean(tw.nn.sparse_softmax_cross_entropy_with_logits(
             labels=labels, logits=eval_logits), name="eval_loss")
         accuracy = tw.reduce_mean(tw.cast(tw.equal(tw.argmax(eval_logits, 1), labels),

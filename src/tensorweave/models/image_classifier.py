@@ -29,7 +29,7 @@ import numpy as np
 
 import tensorweave as tw
 
-__all__ = ["ClassifierConfig", "CONFIGS", "build_resnet", "build_classifier", "augment",
+__all__ = ["ClassifierConfig", "CONFIGS", "build_resnet", "build_towers", "build_classifier", "augment",
            "train", "evaluate", "predict_proba", "save_checkpoint"]
 
 
@@ -128,21 +128,30 @@ def build_resnet(images, training: bool, channels: int = 32, dropout: float = 0.
         return tw.nn.bias_add(tw.matmul(features, w), b)
 
 
-def build_classifier(config: ClassifierConfig, steps_total: int):
-    """Builds the training and inference towers in the default graph; returns a dict of
-    the placeholders and the tensors/ops a training loop needs."""
-    tw.set_random_seed(config.seed)
+def build_towers(channels: int, dropout: float, weight_decay: float, seed: int):
+    """The images/labels placeholders, the training tower (batch statistics, dropout) and the
+    inference tower (moving averages) sharing one set of weights, in the default graph.
+    Returns ``(images, labels, xent, loss, eval_logits)``; ``loss`` adds the L2 decay."""
+    tw.set_random_seed(seed)
     images = tw.placeholder(tw.float32, [None, 28, 28, 1], name="images")
     labels = tw.placeholder(tw.int64, [None], name="labels")
     with tw.variable_scope("resnet"):
-        logits = build_resnet(images, True, config.channels, config.dropout)
+        logits = build_resnet(images, True, channels, dropout)
     with tw.variable_scope("resnet", reuse=True):
-        eval_logits = build_resnet(images, False, config.channels)
+        eval_logits = build_resnet(images, False, channels)
     xent = tw.reduce_mean(
         tw.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     decay = tw.add_n([tw.nn.l2_loss(v) for v in tw.trainable_variables()
                       if v.shape.ndims > 1])
-    loss = tw.add(xent, config.weight_decay * decay, name="loss")
+    loss = tw.add(xent, weight_decay * decay, name="loss")
+    return images, labels, xent, loss, eval_logits
+
+
+def build_classifier(config: ClassifierConfig, steps_total: int):
+    """Builds the training and inference towers in the default graph; returns a dict of
+    the placeholders and the tensors/ops a training loop needs."""
+    images, labels, xent, loss, eval_logits = build_towers(
+        config.channels, config.dropout, config.weight_decay, config.seed)
     global_step = tw.train.get_or_create_global_step()
     progress = tw.minimum(tw.cast(global_step, tw.float32) / float(max(steps_total, 1)), 1.0)
     lr = config.learning_rate * 0.5 * (1.0 + tw.cos(np.pi * progress))
