@@ -307,41 +307,46 @@ _AIML_NOT_CHAT = ("mp", "dev-")
 _WH_WORDS = frozenset("WHAT WHO WHERE WHEN WHY HOW WHICH".split())
 
 
-@functools.lru_cache(maxsize=4)
-def _read_aiml_chat(directory: str) -> tuple[tuple[str, str], ...]:
-    """The ``"aiml-chat"`` source: see :func:`load_reply_pairs`."""
+def _aiml_categories(directory: str):
+    """(file name, <category> element) of every well-formed AIML file under ``directory``."""
     files = sorted(glob.glob(os.path.join(directory, "*", "*.aiml")))
     if not files:
         raise DatasetNotFoundError(
             "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
         )
-    ratings: set[str] = set()
-    table: dict[str, tuple[str, str]] = {}  # pattern -> ("text", reply) | ("srai", pattern)
     for name in files:
         base = os.path.basename(name)
         if base in _AIML_MALFORMED:
             continue
-        root = ET.parse(name).getroot()
-        for category in root.iter("category"):
-            pattern, template = category.find("pattern"), category.find("template")
-            if pattern is None or template is None or len(pattern):
-                continue
-            text = " ".join((template.text or "").split())
-            if base.startswith("mp") and not len(template):
-                ratings.add(text)
-            if base.startswith(_AIML_NOT_CHAT):
-                continue
-            that = category.find("that")
-            if that is not None and " ".join((that.text or "").split()) not in ("", "*"):
-                continue  # the reply depends on the bot's previous turn, not on the message
-            message = " ".join((pattern.text or "").split())
-            if not message or "*" in message or "_" in message:
-                continue
-            if not len(template) and text:
-                table[message] = ("text", text)
-            elif (len(template) == 1 and template[0].tag == "srai" and not len(template[0])
-                  and not text and not (template[0].tail or "").strip()):
-                table[message] = ("srai", " ".join((template[0].text or "").upper().split()))
+        for category in ET.parse(name).getroot().iter("category"):
+            yield base, category
+
+
+@functools.lru_cache(maxsize=4)
+def _read_aiml_chat(directory: str) -> tuple[tuple[str, str], ...]:
+    """The ``"aiml-chat"`` source: see :func:`load_reply_pairs`."""
+    ratings: set[str] = set()
+    table: dict[str, tuple[str, str]] = {}  # pattern -> ("text", reply) | ("srai", pattern)
+    for base, category in _aiml_categories(directory):
+        pattern, template = category.find("pattern"), category.find("template")
+        if pattern is None or template is None or len(pattern):
+            continue
+        text = " ".join((template.text or "").split())
+        if base.startswith("mp") and not len(template):
+            ratings.add(text)
+        if base.startswith(_AIML_NOT_CHAT):
+            continue
+        that = category.find("that")
+        if that is not None and " ".join((that.text or "").split()) not in ("", "*"):
+            continue  # the reply depends on the bot's previous turn, not on the message
+        message = " ".join((pattern.text or "").split())
+        if not message or "*" in message or "_" in message:
+            continue
+        if not len(template) and text:
+            table[message] = ("text", text)
+        elif (len(template) == 1 and template[0].tag == "srai" and not len(template[0])
+              and not text and not (template[0].tail or "").strip()):
+            table[message] = ("srai", " ".join((template[0].text or "").upper().split()))
     pairs = []
     for message, entry in table.items():
         seen = {message}
@@ -359,25 +364,16 @@ def _read_aiml_chat(directory: str) -> tuple[tuple[str, str], ...]:
 
 @functools.lru_cache(maxsize=4)
 def _read_aiml(directory: str) -> tuple[tuple[str, str], ...]:
-    files = sorted(glob.glob(os.path.join(directory, "*", "*.aiml")))
-    if not files:
-        raise DatasetNotFoundError(
-            "python-aiml bot data", os.path.join(directory, "*", "*.aiml"), _INSTALL_AIML
-        )
     pairs = []
-    for name in files:
-        if os.path.basename(name) in _AIML_MALFORMED:
+    for _, category in _aiml_categories(directory):
+        pattern, template = category.find("pattern"), category.find("template")
+        # Only plain text on both sides: no <bot/>, <srai>, <random>, ... elements.
+        if pattern is None or template is None or len(pattern) or len(template):
             continue
-        root = ET.parse(name).getroot()
-        for category in root.iter("category"):
-            pattern, template = category.find("pattern"), category.find("template")
-            # Only plain text on both sides: no <bot/>, <srai>, <random>, ... elements.
-            if pattern is None or template is None or len(pattern) or len(template):
-                continue
-            message = " ".join((pattern.text or "").split())
-            reply = " ".join((template.text or "").split())
-            if message and reply and "*" not in message and "_" not in message:
-                pairs.append((message, reply))
+        message = " ".join((pattern.text or "").split())
+        reply = " ".join((template.text or "").split())
+        if message and reply and "*" not in message and "_" not in message:
+            pairs.append((message, reply))
     return tuple(pairs)
 
 
