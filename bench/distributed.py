@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/distributed.py [--quick] [--out bench/results-distributed.md]
 
-1. scaling: examples/s of 1 vs 2 async workers (1 PS) on a compute-bound MLP;
+1. scaling: examples/s of 1 vs 2 async workers (1 PS) on the image classifier's ResNet
+   (compute-bound: the seed's headline model kind) and on a wide MLP (5.3 MB a step);
 2. parameter push/pull throughput through a PS against Ray's raw actor-to-actor transfer;
 3. null-step latency: a scalar variable on 1 PS, updated by 2 workers;
 4. time to a fixed held-out accuracy on the digits: sync, async, hybrid, with 0 and 1 backup;
@@ -30,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import tensorweave as tw  # noqa: E402
 from tensorweave.distributed import simulate  # noqa: E402
+from tensorweave.distributed.app_models import ImageClassifierModel  # noqa: E402
 from tensorweave.distributed.ray_backend import RayCluster, ensure_ray  # noqa: E402
 from tensorweave.distributed.session import DistributedSession  # noqa: E402
 from tensorweave.distributed.training import (  # noqa: E402
@@ -43,6 +45,10 @@ WORKER_ENV = {"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                            "MKL_NUM_THREADS": "1"}}
 COMPUTE_MODEL = SyntheticModel(features=256, classes=10, hidden=(1024, 1024), batch_size=1024,
                                learning_rate=0.01)
+# ResNet of `tensorweave train image-classifier` at 32 channels, on Fashion-MNIST: ~0.3 s of
+# compute per step for 1.2 MB of parameters (held-out accuracy on 500 test images at the end)
+IMAGE_MODEL = ImageClassifierModel(dataset="fashion", channels=32, batch_size=64,
+                                   eval_examples=500)
 
 
 def _param_bytes(model_fn):
@@ -70,7 +76,7 @@ def local_compute_per_example(model_fn, steps):
         return (time.perf_counter() - t0) / (steps * m.batch_size)
 
 
-def scaling(steps_per_worker, reps=3):
+def scaling(model, steps_per_worker, reps=3):
     """Examples/s of 1 and 2 async workers, ``reps`` alternating runs each: {workers: [rates]}.
 
     On a 2-core machine the two workers, the PS and Ray's own processes share the cores, so
@@ -78,15 +84,15 @@ def scaling(steps_per_worker, reps=3):
     """
     runs = {1: [], 2: []}
     for _ in range(reps):
-        for w, rate in _scaling_once(steps_per_worker).items():
+        for w, rate in _scaling_once(model, steps_per_worker).items():
             runs[w].append(rate)
     return runs
 
 
-def _scaling_once(steps_per_worker):
+def _scaling_once(model, steps_per_worker):
     out = {}
     for w in (1, 2):
-        cfg = TrainConfig(COMPUTE_MODEL, workers=w, ps=1, mode="async",
+        cfg = TrainConfig(model, workers=w, ps=1, mode="async",
                           steps=steps_per_worker * w, timeout=120, stall_timeout=300,
                           checkpoint_secs=1e9)
         tr = DistributedTrainer(cfg, backend="ray", progress=False,
@@ -217,10 +223,14 @@ def main():
     ray_ports = [ln.split()[3] for ln in listening.splitlines()
                  if any(p in ln for p in ("raylet", "gcs_server", "ray::"))]
 
+    c_image = local_compute_per_example(IMAGE_MODEL, 3 if q else 10)
+    print(f"local compute (ResNet): {c_image * 1e6:.1f} us/example", flush=True)
+    scale_image = scaling(IMAGE_MODEL, 4 if q else 40, reps=1 if q else 3)
+    print("scaling (ResNet)", scale_image, flush=True)
     c_local = local_compute_per_example(COMPUTE_MODEL, 5 if q else 20)
-    print(f"local compute: {c_local * 1e6:.1f} us/example", flush=True)
-    scale = scaling(8 if q else 60, reps=1 if q else 3)
-    print("scaling", scale, flush=True)
+    print(f"local compute (MLP): {c_local * 1e6:.1f} us/example", flush=True)
+    scale = scaling(COMPUTE_MODEL, 8 if q else 60, reps=1 if q else 3)
+    print("scaling (MLP)", scale, flush=True)
     n_floats = 4_000_000
     tw_rate, raw_rate = push_pull(n_floats, 5 if q else 30, rounds=1 if q else 3)
     print(f"push/pull {tw_rate / 1e6:.0f} MB/s vs raw {raw_rate / 1e6:.0f} MB/s", flush=True)
@@ -241,7 +251,8 @@ def main():
     workers = (1, 2, 5, 10, 25, 50, 100, 200)
     write_report(args.out, dict(cpus=os.cpu_count(), machine=platform.processor() or
                                 platform.machine(), ray_ports=ray_ports, c_local=c_local,
-                                scale=scale, tw_rate=tw_rate, raw_rate=raw_rate,
+                                scale=scale, scale_image=scale_image, c_image=c_image,
+                                image_bytes=_param_bytes(IMAGE_MODEL), tw_rate=tw_rate, raw_rate=raw_rate,
                                 n_floats=n_floats, null=null, tta=tta, pbytes=pbytes,
                                 pred=pred, model=m, seed=seed, workers=workers, quick=q,
                                 load=(load_start[0], os.getloadavg()[0])))
@@ -254,8 +265,14 @@ def _fmt_table(header, rows):
     return "\n".join(out)
 
 
+def _scaling_table(s):
+    return _fmt_table(["workers", "examples/s", "speedup"],
+                      [(w, f"{np.median(s[w]):.0f} ({min(s[w]):.0f}-{max(s[w]):.0f})",
+                        f"{np.median(s[w]) / np.median(s[1]):.2f}x") for w in sorted(s)])
+
+
 def write_report(path, d):
-    s, seed, workers = d["scale"], d["seed"], d["workers"]
+    s, si, seed, workers = d["scale"], d["scale_image"], d["seed"], d["workers"]
     lines = [
         "# Distributed measurements (bench/distributed.py)",
         "",
@@ -266,17 +283,25 @@ def write_report(path, d):
         + f" Load average {d['load'][0]:.1f} at the start, {d['load'][1]:.1f} at the end "
         "(other processes share these cores: section 1 and the validation depend on it).",
         "",
-        "## 1. Scaling on this machine (async, 1 PS, compute-bound MLP)",
+        "## 1. Scaling on this machine (async, 1 PS)",
         "",
-        f"MLP 256-1024-1024-10, batch {COMPUTE_MODEL.batch_size}, {d['pbytes'] / 1e6:.1f} MB of parameters pulled "
-        f"and pushed per worker step. One process alone: {1 / d['c_local']:.0f} examples/s.",
+        "Each run: 1 or 2 worker actors (one CPU each), one PS actor, the driver; "
+        f"{len(s[1])} alternating runs of each; median (range).",
         "",
-        f"{len(s[1])} alternating runs of each; median (range). Speedups of the paired runs: "
+        f"**Compute-bound: the image classifier's ResNet** (32 channels, batch "
+        f"{IMAGE_MODEL.batch_size}, Fashion-MNIST with its augmentation; "
+        f"{d['image_bytes'] / 1e6:.1f} MB of parameters pulled and pushed per worker step). "
+        f"One process alone: {1 / d['c_image']:.0f} examples/s. Speedups of the paired runs: "
+        + ", ".join(f"{b / a:.2f}x" for a, b in zip(si[1], si[2])) + ".",
+        "",
+        _scaling_table(si),
+        "",
+        f"**Communication-heavy: MLP 256-1024-1024-10**, batch {COMPUTE_MODEL.batch_size}, "
+        f"{d['pbytes'] / 1e6:.1f} MB of parameters pulled and pushed per worker step. One "
+        f"process alone: {1 / d['c_local']:.0f} examples/s. Speedups of the paired runs: "
         + ", ".join(f"{b / a:.2f}x" for a, b in zip(s[1], s[2])) + ".",
         "",
-        _fmt_table(["workers", "examples/s", "speedup"],
-                   [(w, f"{np.median(s[w]):.0f} ({min(s[w]):.0f}-{max(s[w]):.0f})",
-                     f"{np.median(s[w]) / np.median(s[1]):.2f}x") for w in sorted(s)]),
+        _scaling_table(s),
         "",
         "## 2. Parameter push/pull vs Ray's raw transfer",
         "",
@@ -316,7 +341,8 @@ def write_report(path, d):
         "2 x bytes per worker step; sync waits for the N-th fastest of N+b workers (normal "
         "step times, 10% spread).",
         "",
-        "**Validation here** (calibrated with sections 1-3: compute/example from one process, "
+        "**Validation here** (the MLP of section 1, calibrated with sections 1-3: compute/example "
+        "from one process, "
         "bandwidth from section 2, overhead from section 3, "
         f"cores = {d['cpus']}):",
         "",

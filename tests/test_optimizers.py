@@ -461,3 +461,37 @@ def test_piecewise_constant():
             sess.run(step.assign(v))
             got.append(float(sess.run(lr)))
     assert got == [1.0, 1.0, 0.5, 0.5, np.float32(0.1)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_large_variables_updated_block_by_block_match_the_whole_update(case, monkeypatch):
+    """Variables past _BLOCKED_MIN_ELEMENTS are updated in cache-sized blocks: the result must
+    be bit-identical to the one-pass update (a size that is not a multiple of the block)."""
+    from tensorweave.kernels.cpu import training as kernels
+
+    shape = (403, 401)
+    assert np.prod(shape) >= kernels._BLOCKED_MIN_ELEMENTS
+    assert np.prod(shape) % kernels._BLOCK_ELEMENTS != 0
+    rng = np.random.default_rng(3)
+    var0 = rng.standard_normal(shape).astype(np.float32)
+    grads = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+
+    def run(min_elements):
+        monkeypatch.setattr(kernels, "_BLOCKED_MIN_ELEMENTS", min_elements)
+        g = tw.Graph()
+        with g.as_default():
+            var = tw.Variable(var0, name="w")
+            grad = tw.placeholder(tw.float32, shape)
+            opt = case.make()
+            train = opt.apply_gradients([(grad, var)])
+            init = tw.global_variables_initializer()
+        with tw.Session(graph=g) as sess:
+            sess.run(init)
+            for gv in grads:
+                sess.run(train, {grad: gv})
+            return [sess.run(var)] + [sess.run(opt.get_slot(var, n)) for n in case.slots]
+
+    blocked, whole = run(kernels._BLOCK_ELEMENTS * 4), run(10**12)
+    for b, w in zip(blocked, whole):
+        np.testing.assert_array_equal(b, w)
+    assert not np.array_equal(blocked[0], var0)

@@ -54,6 +54,10 @@ def _directions(src, tgt):
 @click.option("--learning-rate", type=float, default=0.002, show_default=True)
 @click.option("--keep-prob", type=float, default=1.0, show_default=True,
               help="Dropout keep probability (1: no dropout; 0.7 for runs past ~30 minutes).")
+@click.option("--label-smoothing", type=click.FloatRange(0.0, 0.5), default=0.0,
+              show_default=True, help="Spread this share of each target over the vocabulary.")
+@click.option("--word-dropout", type=click.FloatRange(0.0, 0.5), default=0.0,
+              show_default=True, help="Replace source subwords by <unk> with this chance.")
 @click.option("--eval-minutes", type=float, default=5.0, show_default=True,
               help="Greedy test BLEU every so many training minutes (curve.jsonl).")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
@@ -71,8 +75,9 @@ def _directions(src, tgt):
               help="Distributed mode: the one (source, target) length bucket trained.")
 @distributed_options(steps=False, json=False)
 def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, batch_size,
-                    learning_rate, keep_prob, eval_minutes, clock, beam, model_dir, restart, seed,
-                    as_json, eval_pairs, bucket, workers, ps, mode, backup, groups, address):
+                    learning_rate, keep_prob, label_smoothing, word_dropout, eval_minutes, clock,
+                    beam, model_dir, restart, seed, as_json, eval_pairs, bucket, workers, ps,
+                    mode, backup, groups, address):
     """Attention seq2seq LSTM on the de-en sentence pairs; BLEU on the 1,000 test pairs.
     With --workers N: trained on Ray parameter servers (one length bucket, default model dir
     translate-<from>-<to>-distributed; docs/distributed.md)."""
@@ -90,7 +95,8 @@ def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, 
     config = tr.TranslateConfig(source=src, target=tgt, attention=not no_attention,
                                 hidden=hidden, embed=hidden, vocab_size=vocab_size,
                                 batch_size=batch_size, learning_rate=learning_rate,
-                                keep_prob=keep_prob, minutes=minutes, max_steps=steps,
+                                keep_prob=keep_prob, label_smoothing=label_smoothing,
+                                word_dropout=word_dropout, minutes=minutes, max_steps=steps,
                                 eval_minutes=eval_minutes, clock=clock, seed=seed)
     try:
         record = tr.train(config, model_dir, progress=not as_json, restart=restart,

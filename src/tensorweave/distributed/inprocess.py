@@ -29,6 +29,12 @@ class InProcessCluster:
             value = encode_for_wire(value, self.compress)
         self.tasks[dst].deliver(key, value)
 
+    def send_many(self, dst, items):
+        if self.compress:
+            from tensorweave.distributed.task import encode_for_wire
+            items = [(k, encode_for_wire(v, self.compress)) for k, v in items]
+        self.tasks[dst].deliver_many(items)
+
     def restart_task(self, task):
         """Replaces ``task`` with a fresh TaskServer: what a restarted process looks like
         (no variables, no partitions)."""

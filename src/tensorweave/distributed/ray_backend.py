@@ -54,6 +54,9 @@ def _actor_class():
         def deliver(self, key, value):
             self.server.deliver(key, value)
 
+        def deliver_many(self, items):
+            self.server.deliver_many(items)
+
         def run_client(self, fn, *args):
             """Runs a client program inside this task (between-graph replication)."""
             cluster = RayClusterClient(self.server.ctx.resources["transport"].cluster_id,
@@ -89,6 +92,13 @@ class RayTransport:
             from tensorweave.distributed.task import encode_for_wire
             value = encode_for_wire(value, self.compress)
         self.handle(dst).deliver.remote(key, value)
+
+    def send_many(self, dst, items):
+        """One actor call for several tensors (Ray puts the list as one object)."""
+        if self.compress:
+            from tensorweave.distributed.task import encode_for_wire
+            items = [(k, encode_for_wire(v, self.compress)) for k, v in items]
+        self.handle(dst).deliver_many.remote(items)
 
     def forget(self, task):
         self._handles.pop(task, None)

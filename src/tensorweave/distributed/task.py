@@ -25,6 +25,8 @@ class Rendezvous:
         self._items: dict = {}
         self._cond = threading.Condition()
         self.closed = False
+        self.before_block = None  # called with the step id before a recv waits (Outbox.flush)
+        self._blocked: dict = {}  # step id -> receives of that step waiting now
 
     def put(self, key, value):
         with self._cond:
@@ -33,6 +35,27 @@ class Rendezvous:
 
     def recv(self, key, timeout, op=None):
         deadline = time.monotonic() + timeout
+        with self._cond:
+            if key in self._items:
+                return self._items.pop(key)
+        step = key.split(";", 1)[0]
+        with self._cond:
+            self._blocked[step] = self._blocked.get(step, 0) + 1
+        try:
+            if self.before_block is not None:
+                self.before_block(step)
+            return self._wait(key, deadline, timeout, op)
+        finally:
+            with self._cond:
+                n = self._blocked.pop(step) - 1
+                if n:
+                    self._blocked[step] = n
+
+    def blocked(self, step) -> bool:
+        """True while a receive of ``step`` waits (its sends must not be held back)."""
+        return step in self._blocked
+
+    def _wait(self, key, deadline, timeout, op):
         with self._cond:
             while key not in self._items:
                 if self.closed:
@@ -56,6 +79,46 @@ class Rendezvous:
         with self._cond:
             for k in [k for k in self._items if k.startswith(f"{step_id};")]:
                 del self._items[k]
+
+
+class Outbox:
+    """Holds a step's outgoing tensors and sends them per destination in one message.
+
+    Every message costs a fixed price on the transport (a Ray actor call: about 1 ms of CPU
+    at each end on this machine, measured), so the tensors a partition sends to one task in
+    a step travel together. Held tensors go out before any receive of the same step waits,
+    and when the partition finishes; while a receive of the step waits (inter-op threads),
+    sends go out at once. The peers so see every tensor no later than they could need it:
+    no deadlock that unbatched sends would not also have.
+    """
+
+    def __init__(self, transport, rendezvous: Rendezvous):
+        self.transport = transport
+        self.rendezvous = rendezvous
+        self._held: dict = {}  # step id -> {dst: [(key, value)]}
+        self._lock = threading.Lock()
+        rendezvous.before_block = self.flush
+
+    def send(self, dst, key, value):
+        step = key.split(";", 1)[0]
+        with self._lock:
+            if not self.rendezvous.blocked(step):
+                self._held.setdefault(step, {}).setdefault(dst, []).append((key, value))
+                return
+        self.transport.send(dst, key, value)
+
+    def flush(self, step):
+        with self._lock:
+            held = self._held.pop(str(step), None)
+        if not held:
+            return
+        send_many = getattr(self.transport, "send_many", None)
+        for dst, items in held.items():
+            if send_many is not None and len(items) > 1:
+                send_many(dst, items)
+            else:
+                for key, value in items:
+                    self.transport.send(dst, key, value)
 
 
 class Bfloat16Payload:
@@ -89,6 +152,8 @@ class TaskServer:
         self.rendezvous = Rendezvous()
         self.ctx.resources["rendezvous"] = self.rendezvous
         self.ctx.resources["transport"] = transport
+        self.outbox = Outbox(transport, self.rendezvous)
+        self.ctx.resources["sender"] = self.outbox
         self.ctx.resources["recv_timeout"] = recv_timeout
         self._partitions: dict = {}
         self._lock = threading.Lock()
@@ -133,11 +198,18 @@ class TaskServer:
             raise errors.InvalidArgumentError(
                 None, None, f"{type(e).__name__}: {e}\n\t [[node {st.op.describe()} on task "
                 f"{self.name}]]") from None
+        finally:  # what was sent before an error goes out too, as unbatched sends would
+            self.outbox.flush(step_id)
 
     def deliver(self, key, value):
         if type(value) is Bfloat16Payload:
             value = value.decode()
         self.rendezvous.put(key, value)
+
+    def deliver_many(self, items):
+        """The tensors of one Outbox message: ``[(key, value)]``."""
+        for key, value in items:
+            self.deliver(key, value)
 
     def forget_peer(self, task):
         """Drops the transport's cached handle of ``task`` (after that task was restarted)."""

@@ -34,7 +34,16 @@ from dataclasses import dataclass
 import numpy as np
 
 import tensorweave as tw
-from tensorweave.models.text import BOS, EOS, SubwordVocab, bucket_batches, corpus_bleu, pad_batch
+from tensorweave.models.text import (
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    SubwordVocab,
+    bucket_batches,
+    corpus_bleu,
+    pad_batch,
+)
 
 __all__ = [
     "lstm_update", "unrolled_lstm", "TranslateConfig", "Seq2Seq", "Translator",
@@ -80,6 +89,8 @@ class TranslateConfig:
     hidden: int = 256               # per encoder direction and for the decoder
     attention: bool = True
     keep_prob: float = 1.0          # dropout on embeddings and outputs (0.7 for long runs)
+    label_smoothing: float = 0.0    # share of each target's probability spread over the vocab
+    word_dropout: float = 0.0       # chance a source subword is replaced by <unk> in training
     batch_size: int = 32
     learning_rate: float = 0.002
     clip_norm: float = 5.0
@@ -285,6 +296,12 @@ class Seq2Seq:
         weights = tw.reshape(tw.sequence_mask(tgt_len, tgt_steps, dtype=tw.float32), [-1])
         xent = tw.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tw.reshape(tgt_out, [-1]), logits=logits)
+        eps = self.config.label_smoothing
+        if eps > 0.0:
+            # Smoothed targets (1 - eps) one-hot + eps uniform: the loss adds eps times the
+            # mean negative log-probability over the vocabulary (Szegedy et al. 2016).
+            uniform = -tw.reduce_mean(tw.nn.log_softmax(logits), axis=1)
+            xent = (1.0 - eps) * xent + eps * uniform
         total = tw.maximum(tw.reduce_sum(weights), 1.0)
         loss = tw.reduce_sum(xent * weights) / total
         hits = tw.cast(tw.equal(tw.cast(tw.argmax(logits, 1), tw.int32),
@@ -572,6 +589,9 @@ def train(config: TranslateConfig, model_dir: str, data=None, progress: bool = T
             s, t = config.buckets[b]
             feeds, loss, step_op = towers[b]
             src, src_len = pad_batch([src_ids[i] for i in idx], s)
+            if config.word_dropout > 0.0:
+                drop = (rng.random(src.shape) < config.word_dropout) & (src != PAD)
+                src = np.where(drop, UNK, src).astype(src.dtype)
             tin, _ = pad_batch([tgt_ids[i] for i in idx], t, bos=True)
             tout, tlen = pad_batch([tgt_ids[i] for i in idx], t, eos=True)
             t0, c0 = time.perf_counter(), time.process_time()

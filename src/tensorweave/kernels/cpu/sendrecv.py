@@ -12,7 +12,8 @@ def rendezvous_key(step_id, op) -> str:
 
 @register_kernel("_Send")
 def _send(op, ctx):
-    transport = ctx.resources["transport"]
+    # the task's Outbox (batches a step's sends per destination) when there is one
+    transport = ctx.resources.get("sender") or ctx.resources["transport"]
     dst = op.attrs["recv_device"]
 
     def run(value, step_id):

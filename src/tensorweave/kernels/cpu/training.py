@@ -66,7 +66,10 @@ def _kernel(op_type, n_refs, sparse=False, grad_at=None):
                     raise errors.InvalidArgumentError(
                         None, op, f"var and grad do not have the same shape: "
                         f"{list(refs[0].shape)} vs {list(grad.shape)} (variable {keys[0]})")
-                body(op, refs, *inputs)
+                if not sparse and refs[0].size >= _BLOCKED_MIN_ELEMENTS:
+                    _blocked(body, op, refs, inputs, g_at)
+                else:
+                    body(op, refs, *inputs)
                 return refs[0]
 
             if op.attrs.get("use_locking"):
@@ -82,6 +85,32 @@ def _kernel(op_type, n_refs, sparse=False, grad_at=None):
         return body
 
     return deco
+
+
+# A dense update is a chain of ~5-12 elementwise passes over the variable, its slots, the
+# gradient and a temporary. Over a large variable every pass streams all of them through
+# memory; run block by block, the passes after the first find the block in cache (measured on
+# 3.2M-element Adam: 15.8 ms whole, 9.7 ms in blocks of 32K elements, ~800 KB for 6 arrays).
+_BLOCK_ELEMENTS = 32768
+_BLOCKED_MIN_ELEMENTS = 4 * _BLOCK_ELEMENTS
+
+
+def _blocked(body, op, refs, inputs, g_at):
+    """``body`` over consecutive blocks of the flattened variable, slots and gradient (views:
+    the updates land in place). Anything else (a broadcast or non-contiguous operand) runs
+    whole."""
+    grad = inputs[g_at]
+    if not (grad.flags.c_contiguous and all(r.flags.c_contiguous for r in refs)) or any(
+            np.ndim(x) != 0 and np.size(x) != 1 for k, x in enumerate(inputs) if k != g_at):
+        body(op, refs, *inputs)
+        return
+    flat = [r.reshape(-1) for r in refs]
+    g = grad.reshape(-1)
+    args = list(inputs)
+    for lo in range(0, g.size, _BLOCK_ELEMENTS):
+        hi = lo + _BLOCK_ELEMENTS
+        args[g_at] = g[lo:hi]
+        body(op, [r[lo:hi] for r in flat], *args)
 
 
 def _unique_rows(op, var, indices, rows):
