@@ -102,3 +102,30 @@ def test_remote_error_is_reported(cluster):
     sess = DistributedSession(cluster)
     with pytest.raises(tw.errors.InvalidArgumentError, match="remote_product"):
         sess.run(y, {x: np.ones((2, 3))})
+
+
+def test_a_steps_sends_to_one_task_travel_in_one_message_without_deadlock(cluster):
+    """The Outbox batches the tensors a partition sends to one task in a step; a round trip
+    inside the step (worker -> ps -> worker -> ps) still completes, because held sends go out
+    before a receive waits."""
+    messages = []
+    send, send_many = cluster.send, cluster.send_many
+    cluster.send = lambda dst, k, v: (messages.append((dst, 1)), send(dst, k, v))
+    cluster.send_many = lambda dst, items: (messages.append((dst, len(items))),
+                                            send_many(dst, items))
+    x = tw.placeholder(tw.float32, [4], name="x")
+    with tw.device("/job:worker/task:0"):
+        a, b, c = x * 2.0, x + 1.0, tw.reduce_sum(x)
+    with tw.device("/job:ps/task:0"):
+        y = a * b + c  # needs all three worker tensors
+    with tw.device("/job:worker/task:0"):
+        z = y - 1.0  # back on the worker ...
+    with tw.device("/job:ps/task:0"):
+        out = z * 3.0  # ... and to the ps again
+    sess = DistributedSession(cluster, task="/job:worker/task:0")
+    xv = np.arange(4, dtype=np.float32)
+    np.testing.assert_allclose(sess.run(out, {x: xv}),
+                               ((xv * 2 * (xv + 1) + xv.sum()) - 1) * 3)
+    to_ps = [n for dst, n in messages if dst == "/job:ps/task:0"]
+    assert 3 in to_ps, messages  # a, b and c in one message
+    assert sum(to_ps) == 4  # and z in another one
