@@ -210,3 +210,46 @@ def test_train_rejects_bad_direction(tmp_path):
     with pytest.raises(ValueError, match="de->en or en->de"):
         tr.train(tr.TranslateConfig(source="de", target="de"), str(tmp_path),
                  data={"train": SENTENCES, "test": SENTENCES}, progress=False)
+
+
+def test_label_smoothing_loss_matches_numpy():
+    """loss = mean over real tokens of (1 - eps) * -log p(label) + eps * mean_v(-log p(v))."""
+    import tensorweave as tw
+
+    feed_values = {"source": [[4, 5, 6, 0], [7, 8, 4, 5]], "source_length": [3, 4],
+                   "target_input": [[2, 4, 5, 0, 0], [2, 6, 7, 5, 4]],
+                   "target_output": [[4, 5, 3, 0, 0], [6, 7, 5, 4, 3]], "target_length": [3, 5]}
+    losses = {}
+    for eps in (0.0, 0.2):
+        graph = tw.Graph()
+        with graph.as_default():
+            model = tr.Seq2Seq(tr.TranslateConfig(embed=3, hidden=4, seed=1,
+                                                  label_smoothing=eps), 9, 8)
+            feeds, loss = model.training_loss(4, 5, 1.0)
+            xent = next(o for o in graph.get_operations()
+                        if o.type == "SparseSoftmaxCrossEntropyWithLogits")
+            with tw.Session(graph=graph) as sess:
+                sess.run(tw.global_variables_initializer())
+                losses[eps], logits = sess.run(
+                    [loss, xent.inputs[0]], {feeds[k]: v for k, v in feed_values.items()})
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    labels = np.array(feed_values["target_output"]).reshape(-1)
+    mask = (np.arange(5)[None, :] < np.array(feed_values["target_length"])[:, None]).reshape(-1)
+    nll = -logp[np.arange(len(labels)), labels]
+    uniform = -logp.mean(1)
+    assert losses[0.0] == pytest.approx((nll * mask).sum() / mask.sum(), rel=1e-5)
+    assert losses[0.2] == pytest.approx(((0.8 * nll + 0.2 * uniform) * mask).sum() / mask.sum(),
+                                        rel=1e-5)
+
+
+def test_word_dropout_replaces_only_real_tokens_at_the_rate():
+    rng = np.random.default_rng(0)
+    src = np.full((400, 30), 7, np.int32)
+    src[:, 20:] = text.PAD
+    out = tr.drop_source_words(src, 0.2, rng)
+    assert out.dtype == src.dtype and (out[:, 20:] == text.PAD).all()
+    dropped = (out[:, :20] == text.UNK).mean()
+    assert 0.18 < dropped < 0.22
+    assert set(np.unique(out[:, :20])) == {text.UNK, 7}
+    assert (tr.drop_source_words(src, 0.0, rng) == src).all()
