@@ -104,28 +104,40 @@ def test_remote_error_is_reported(cluster):
         sess.run(y, {x: np.ones((2, 3))})
 
 
-def test_a_steps_sends_to_one_task_travel_in_one_message_without_deadlock(cluster):
-    """The Outbox batches the tensors a partition sends to one task in a step; a round trip
-    inside the step (worker -> ps -> worker -> ps) still completes, because held sends go out
-    before a receive waits."""
+def test_outbox_batches_pushed_gradients_and_pulled_parameters_not_activations(cluster):
+    """Gradients the ps only applies travel in one message, so do parameters read one after
+    another; an activation the peer computes with goes out at once, alone; and a round trip
+    inside the step (worker -> ps -> worker) completes."""
     messages = []
     send, send_many = cluster.send, cluster.send_many
-    cluster.send = lambda dst, k, v: (messages.append((dst, 1)), send(dst, k, v))
-    cluster.send_many = lambda dst, items: (messages.append((dst, len(items))),
+    cluster.send = lambda dst, k, v: (messages.append((dst, [k.split(";")[1]])),
+                                      send(dst, k, v))
+    cluster.send_many = lambda dst, items: (messages.append((dst, [k.split(";")[1]
+                                                                  for k, _ in items])),
                                             send_many(dst, items))
     x = tw.placeholder(tw.float32, [4], name="x")
-    with tw.device("/job:worker/task:0"):
-        a, b, c = x * 2.0, x + 1.0, tw.reduce_sum(x)
     with tw.device("/job:ps/task:0"):
-        y = a * b + c  # needs all three worker tensors
+        ws = [tw.Variable(np.full(4, i + 1.0, np.float32), name=f"w{i}") for i in range(3)]
     with tw.device("/job:worker/task:0"):
-        z = y - 1.0  # back on the worker ...
+        h = ws[0] * x + ws[1] * x + ws[2] * x  # a replica: reads every parameter first
+        grads = tw.gradients(tw.reduce_sum(h * h), ws)
+        act = tw.reduce_sum(x, name="act")
     with tw.device("/job:ps/task:0"):
-        out = z * 3.0  # ... and to the ps again
+        pushes = [tw.assign_sub(w, g) for w, g in zip(ws, grads)]
+        back = tw.multiply(act, 2.0, name="back")
+    with tw.device("/job:worker/task:0"):
+        out = back + 1.0
     sess = DistributedSession(cluster, task="/job:worker/task:0")
+    sess.run([w.initializer for w in ws])
+    messages.clear()
     xv = np.arange(4, dtype=np.float32)
-    np.testing.assert_allclose(sess.run(out, {x: xv}),
-                               ((xv * 2 * (xv + 1) + xv.sum()) - 1) * 3)
-    to_ps = [n for dst, n in messages if dst == "/job:ps/task:0"]
-    assert 3 in to_ps, messages  # a, b and c in one message
-    assert sum(to_ps) == 4  # and z in another one
+    got = sess.run([out] + pushes, {x: xv})
+    assert got[0] == pytest.approx(xv.sum() * 2 + 1)
+    for i, v in enumerate(got[1:]):
+        np.testing.assert_allclose(v, (i + 1.0) - 2 * 6.0 * xv * xv, rtol=1e-6)
+    to_ps = [sorted(names) for dst, names in messages if dst == "/job:ps/task:0"]
+    to_worker = [sorted(names) for dst, names in messages if dst == "/job:worker/task:0"]
+    assert sorted(g.name for g in grads) in to_ps, messages  # the pushes: one message
+    assert ["act:0"] in to_ps, messages  # the activation: alone, not held for the pushes
+    reads = {f"{w.op.name}/read:0" for w in ws}
+    assert any(reads <= set(m) for m in to_worker), messages  # the pulls: one message

@@ -65,6 +65,7 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
         return parts[task]
 
     recv_names: dict = {}  # (tensor, dst task) -> name of the tensor on dst
+    sent: dict = {}  # send node name -> (tensor, dst task), for _mark_batched_sends
     feed_names: dict = {}  # (tensor, task) -> placeholder name
 
     def on_task(t, task):
@@ -92,6 +93,7 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
                                     "device": "", "attr": dict(attrs),
                                     "pos": pos[t.op] + 0.25})
             part(src).targets.append(send)
+            sent[send] = (t, task)
             part(task).nodes.append({"name": recv, "op": "_Recv", "input": [STEP_ID],
                                      "device": "", "attr": dict(attrs, tensor_type=t.dtype,
                                                                  shape=t.shape),
@@ -120,6 +122,7 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
             part(src).nodes.append({"name": send, "op": "_Send", "input": [tok, STEP_ID],
                                     "device": "", "attr": dict(attrs), "pos": pos[op] + 0.2})
             part(src).targets.append(send)
+            sent[send] = (op, task)
             part(task).nodes.append({"name": recv, "op": "_Recv", "input": [STEP_ID],
                                      "device": "", "attr": dict(attrs, tensor_type=dtypes.int32,
                                                                  shape=TensorShape([])),
@@ -160,7 +163,107 @@ def partition_graph(ops, fetch_tensors, target_ops, feed_tensors, default_task):
         p.fetches.append((i, on_task(t, task) if t in fed else tensor_ref(t)))
     for op in target_ops:
         part(where[op]).targets.append(op.name)
+    _hoist_parameter_reads(parts, sent, ops, pos)
+    _mark_batched_sends(parts, sent, where, in_ops, set(fetch_tensors), set(target_ops))
     return parts
+
+
+def _hoist_parameter_reads(parts, sent, ops, pos):
+    """Moves the sends of plain variable reads to the start of their partition.
+
+    The global order puts a read where its consumer's subgraph is: a batch-norm moving average
+    is read, sent, updated by the worker and sent back one variable after another (a round
+    trip each on the parameter server). Its value cannot change before a write to it, so a
+    read that no write of the same variable precedes is taken first, in the original order,
+    and travels with the other parameters (one message: ``_mark_batched_sends``)."""
+    first_write: dict = {}
+    for op in ops:
+        for i in op._op_def.ref_inputs:
+            var = op.inputs[i].op
+            first_write[var] = min(first_write.get(var, pos[op]), pos[op])
+    scale = 1.0 / (len(ops) + 1)
+    moved: dict = {}  # node name -> new position
+    for name, (t, _) in sent.items():
+        if not hasattr(t, "op"):
+            continue  # a control token
+        read, var = (t.op, t.op.inputs[0].op) if t.op.type == "Identity" and t.op.inputs \
+            else (None, t.op)
+        if var.type != "VariableV2" or (read is not None and read.control_inputs):
+            continue
+        at = pos[read if read is not None else var]
+        if first_write.get(var, float("inf")) < at:
+            continue
+        base = -1.0 + at * scale  # in (-1, 0): before every other op, order kept
+        moved[var.name] = min(moved.get(var.name, base), base - 0.5 * scale)
+        if read is not None:
+            moved[read.name] = base
+        moved[name] = base + 0.25 * scale
+    for p in parts.values():
+        for n in p.nodes:
+            if n["name"] in moved and "pos" in n:
+                n["pos"] = min(n["pos"], moved[n["name"]])
+
+
+# ops that only move values (a send between them and the next send still makes a group)
+_TRIVIAL = frozenset({"VariableV2", "VarHandleOp", "ReadVariableOp", "Identity", "Const",
+                      "Placeholder", "NoOp"})
+# updates of state: what a parameter server does with a pushed gradient
+_UPDATES = ("Apply", "SparseApply", "Assign", "Scatter", "AccumulatorApplyGradient",
+            "SparseAccumulatorApplyGradient")
+
+
+def _mark_batched_sends(parts, sent, where, in_ops, fetched, targets):
+    """Sets ``batch`` on the _Send nodes whose tensor may wait in the task's Outbox (sent with
+    the step's other held tensors in one message; task.py):
+
+    * a send followed, past trivial ops, by another send (parameters read one after another);
+    * a tensor that the receiving task only uses to update state, directly or through pure ops
+      there (a gradient pushed to a parameter server; batch statistics for moving averages);
+    * a control token whose receivers are NoOps (``tw.group``: a train op's updates done).
+
+    Any other send (an activation for model parallelism: the peer computes with it) goes out
+    at once, together with whatever was held, so batching never delays a peer's computation.
+    """
+    memo: dict = {}
+
+    def pure_into_updates(t, dst):
+        key = (t, dst)
+        if key not in memo:
+            memo[key] = False  # cycles (none in a pruned DAG) and depth: be conservative
+            users = [c for c in t.consumers() if c in in_ops]
+            ok = bool(users) and t not in fetched
+            for c in users:
+                if not ok:
+                    break
+                if where[c] != dst:
+                    ok = False
+                elif c._op_def.ref_inputs and c.type.startswith(_UPDATES):
+                    continue
+                elif c._op_def.stateful or c._control_outputs or c in targets:
+                    ok = False
+                else:
+                    ok = all(pure_into_updates(o, dst) for o in c.outputs
+                             if any(u in in_ops for u in o.consumers()) or o in fetched) \
+                        and any(u in in_ops for o in c.outputs for u in o.consumers())
+            memo[key] = ok
+        return memo[key]
+
+    def only_groups(op, dst):
+        users = [c for c in op._control_outputs if c in in_ops and where[c] == dst]
+        return bool(users) and all(c.type == "NoOp" for c in users)
+
+    for p in parts.values():
+        order = sorted((n for n in p.nodes if "pos" in n), key=lambda n: n["pos"])
+        for k, n in enumerate(order):
+            if n["op"] != "_Send":
+                continue
+            nxt = next((m for m in order[k + 1:] if m["op"] not in _TRIVIAL), None)
+            hold = nxt is not None and nxt["op"] == "_Send"
+            if not hold and n["name"] in sent:
+                src, dst = sent[n["name"]]
+                hold = only_groups(src, dst) if n["name"].startswith("_send/_ctrl/") \
+                    else pure_into_updates(src, dst)
+            n["attr"]["batch"] = hold
 
 
 def _tag(task: str) -> str:

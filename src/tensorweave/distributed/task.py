@@ -85,11 +85,13 @@ class Outbox:
     """Holds a step's outgoing tensors and sends them per destination in one message.
 
     Every message costs a fixed price on the transport (a Ray actor call: about 1 ms of CPU
-    at each end on this machine, measured), so the tensors a partition sends to one task in
-    a step travel together. Held tensors go out before any receive of the same step waits,
-    and when the partition finishes; while a receive of the step waits (inter-op threads),
-    sends go out at once. The peers so see every tensor no later than they could need it:
-    no deadlock that unbatched sends would not also have.
+    at each end on this machine, measured), so tensors that no peer computes with right away
+    travel together: the partitioner marks such sends ``batch`` (a gradient pushed to a
+    parameter server, parameters read one after another: ``partition._mark_batched_sends``).
+    Held tensors go out with the next unmarked send of the step, before any receive of the
+    step waits, and when the partition finishes; while a receive of the step waits (inter-op
+    threads), everything goes out at once. Peers so get every tensor no later than they
+    could need it: no deadlock that unbatched sends would not also have.
     """
 
     def __init__(self, transport, rendezvous: Rendezvous):
@@ -99,13 +101,13 @@ class Outbox:
         self._lock = threading.Lock()
         rendezvous.before_block = self.flush
 
-    def send(self, dst, key, value):
+    def send(self, dst, key, value, hold=True):
         step = key.split(";", 1)[0]
         with self._lock:
-            if not self.rendezvous.blocked(step):
-                self._held.setdefault(step, {}).setdefault(dst, []).append((key, value))
+            self._held.setdefault(step, {}).setdefault(dst, []).append((key, value))
+            if hold and not self.rendezvous.blocked(step):
                 return
-        self.transport.send(dst, key, value)
+        self.flush(step)
 
     def flush(self, step):
         with self._lock:

@@ -12,9 +12,18 @@ def rendezvous_key(step_id, op) -> str:
 
 @register_kernel("_Send")
 def _send(op, ctx):
-    # the task's Outbox (batches a step's sends per destination) when there is one
-    transport = ctx.resources.get("sender") or ctx.resources["transport"]
     dst = op.attrs["recv_device"]
+    # the task's Outbox (distributed/task.py): a send marked ``batch`` by the partitioner may
+    # wait there for the step's other sends; any other send goes out now, with those held
+    sender = ctx.resources.get("sender")
+    if sender is not None:
+        hold = bool(op.attrs.get("batch", False))
+
+        def run(value, step_id):
+            sender.send(dst, rendezvous_key(step_id, op), value, hold)
+
+        return run
+    transport = ctx.resources["transport"]
 
     def run(value, step_id):
         transport.send(dst, rendezvous_key(step_id, op), value)
