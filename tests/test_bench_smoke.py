@@ -159,6 +159,70 @@ def test_rnn_weight_gradient_is_fused_and_training_matches():
     assert fused_on >= 1 and fused_off == 0
 
 
+@pytest.mark.parametrize("batch", [32, 1])
+def test_sgd_update_of_a_matmul_gradient_is_one_gemm_with_equal_training(batch):
+    """ApplyGradientDescent(W, lr, x.T @ dy) runs as one BLAS GEMM into W (beta = 1): the
+    same training (to float32 rounding) as the unfused matmul and update; a gradient that is
+    also fetched is not fused."""
+
+    def train(opts, fetch_grad=False):
+        rng = np.random.default_rng(5)
+        g = tw.Graph()
+        with g.as_default():
+            x = tw.placeholder(tw.float32, [None, 20])
+            y = tw.placeholder(tw.int64, [None])
+            w1 = tw.Variable(rng.standard_normal((20, 30)).astype(np.float32) * 0.3)
+            w2 = tw.Variable(rng.standard_normal((30, 5)).astype(np.float32) * 0.3)
+            logits = tw.matmul(tw.nn.relu(tw.matmul(x, w1)), w2)
+            loss = tw.reduce_mean(tw.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=y, logits=logits))
+            opt = tw.train.GradientDescentOptimizer(0.5)
+            gv = opt.compute_gradients(loss)
+            step = opt.apply_gradients(gv)
+            fetches = [loss, step] + ([gv[0][0]] if fetch_grad else [])
+            init = tw.global_variables_initializer()
+        xv = np.random.default_rng(1).standard_normal((batch, 20)).astype(np.float32)
+        yv = np.arange(batch) % 5
+        with tw.Session(graph=g, config=tw.ConfigProto(graph_options=opts)) as sess:
+            sess.run(init)
+            losses = [sess.run(fetches, {x: xv, y: yv})[0] for _ in range(10)]
+            stats = list(sess._plans.values())[-1].rewrite_stats
+            return losses, sess.run([w1, w2]), stats["matmul_sgd_fused"]
+
+    (l_on, w_on, n_on), (l_off, w_off, n_off) = train(GraphOptions()), train(OFF)
+    np.testing.assert_allclose(l_on, l_off, rtol=1e-5)
+    for a, b in zip(w_on, w_off):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert n_off == 0 and n_on == 2  # without the BLAS the fused step runs NumPy
+    assert l_on[-1] < l_on[0]
+    assert train(GraphOptions(), fetch_grad=True)[2] == 1  # w1's gradient is fetched
+
+
+def test_gemm_update_handles_transposed_views_and_refuses_what_it_cannot():
+    from tensorweave.kernels.cpu import blas
+
+    if not blas.available():
+        pytest.skip("NumPy's bundled OpenBLAS was not found: the plain path is used")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 5)).astype(np.float32)
+    b = rng.standard_normal((7, 3)).astype(np.float32)
+    c = rng.standard_normal((5, 3)).astype(np.float32)
+    want = c - 0.25 * (a.T @ b)
+    assert blas.gemm_update(c, a.T, b, -0.25)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-6)
+    before = c.copy()
+    assert not blas.gemm_update(c, a.T.astype(np.float64), b, 1.0)  # dtype
+    c3 = np.zeros((3, 3), np.float32)
+    assert not blas.gemm_update(c3, a[:, ::2].T, b, 1.0)  # strided columns: no BLAS layout
+    assert not c3.any()
+    every_other = c - 0.5 * (a[::2].T @ b[::2])  # every other row: a leading dimension of 10
+    assert blas.gemm_update(c, a[::2].T, b[::2], -0.5)
+    np.testing.assert_allclose(c, every_other, rtol=1e-5, atol=1e-6)
+    before = c.copy()
+    assert not blas.gemm_update(c[:, :2], a.T, b[:, :2], 1.0)  # a view of the output
+    np.testing.assert_array_equal(c, before)
+
+
 def test_bias_add_and_relu_grad_write_in_place_with_equal_results():
     rng = np.random.default_rng(3)
     g = tw.Graph()

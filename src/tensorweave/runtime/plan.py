@@ -223,10 +223,11 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
         steps, fetch_slots = _insert_transfers(steps, fetch_slots, feed_slots, len(slot_of))
     fetch_copy = tuple(aliases_variable(t) or t.op.type == "Const" or
                        (rw is not None and t in rw.consts) for t in fetch_tensors)
-    fused = 0
+    fused = fused_sgd = 0
     if options is not None and getattr(options, "fusion", False) and \
             all(st.device == "CPU" for st in steps):
         steps, fused = _fuse_matmul_sums(steps, fetch_slots)
+        steps, fused_sgd = _fuse_matmul_sgd(steps, fetch_slots, ctx)
     ew_stats = {}
     if options is not None and getattr(options, "fusion", False) and \
             any(st.device != "CPU" for st in steps):
@@ -236,6 +237,7 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
     plan = Plan(steps, feed_slots, fetch_slots, fetch_copy)
     plan.rewrite_stats = dict(rw.stats) if rw is not None else {}
     plan.rewrite_stats["matmul_sums_fused"] = fused
+    plan.rewrite_stats["matmul_sgd_fused"] = fused_sgd
     plan.rewrite_stats.update(ew_stats)
     _free_lists(plan)
     if options is not None and getattr(options, "fusion", False):
@@ -393,6 +395,53 @@ def _fuse_matmul_sums(steps, fetch_slots):
     if not n_fused:
         return steps, 0
     return [replaced.get(i, st) for i, st in enumerate(steps) if i not in removed], n_fused
+
+
+def _fuse_matmul_sgd(steps, fetch_slots, ctx):
+    """``ApplyGradientDescent(var, alpha, MatMul(a, b))`` -> one step that updates ``var`` with
+    a single GEMM (``kernels/cpu/training.matmul_gradient_descent``): the weight update of
+    plain SGD costs no gradient buffer and no extra pass. Fused where the matmul's result
+    feeds nothing else, is not fetched, and no step between the two may write a buffer (a
+    variable updated in place) that the matmul reads. Returns (steps, number fused)."""
+    from tensorweave.framework import dtypes
+    from tensorweave.kernels.cpu.training import matmul_gradient_descent
+
+    producer, consumers = {}, {}
+    for i, st in enumerate(steps):
+        for s in st.out_slots:
+            producer[s] = i
+        for s in st.in_slots:
+            consumers[s] = consumers.get(s, 0) + 1
+    keep = set(fetch_slots)
+    removed, replaced = set(), {}
+    for i, st in enumerate(steps):
+        op = st.op
+        if st.const is not None or op.type != "ApplyGradientDescent" or \
+                op.attrs.get("use_locking") or len(st.in_slots) != 2 or \
+                op.inputs[0].dtype.base_dtype != dtypes.float32:
+            continue
+        delta = st.in_slots[1]
+        j = producer.get(delta)
+        m = steps[j] if j is not None else None
+        if m is None or m.const is not None or m.op.type != "MatMul" or j in removed or \
+                consumers.get(delta) != 1 or delta in keep or len(m.in_slots) != 2 or \
+                m.op._control_outputs or m.device != "CPU" or \
+                any(_writes_state(steps[k]) for k in range(j + 1, i)):
+            continue
+        kernel = matmul_gradient_descent(op, ctx, bool(m.op.attrs["transpose_a"]),
+                                         bool(m.op.attrs["transpose_b"]))
+        replaced[i] = Step(op, kernel, (st.in_slots[0], *m.in_slots), st.out_slots,
+                           device=st.device)
+        removed.add(j)
+    if not replaced:
+        return steps, 0
+    return [replaced.get(i, st) for i, st in enumerate(steps) if i not in removed], len(replaced)
+
+
+def _writes_state(st) -> bool:
+    d = st.op._op_def
+    return st.const is None and (bool(d.ref_inputs) or (d.stateful and not st.op.type.startswith(
+        ("Variable", "VarHandle", "Placeholder"))))
 
 
 def _matmul_sum_kernel(spec):

@@ -145,6 +145,29 @@ def _gradient_descent(op, refs, alpha, delta):
     np.subtract(var, t, out=var)
 
 
+def matmul_gradient_descent(op, ctx, transpose_a, transpose_b):
+    """``ApplyGradientDescent(var, alpha, a @ b)`` as one GEMM into the variable, ``var =
+    -alpha * (a @ b) + var`` (``blas.gemm_update``): no gradient buffer, no second pass over
+    the weight. The plan compiler substitutes it for the MatMul + update pair (plan.py,
+    ``_fuse_matmul_sgd``); anything BLAS cannot take runs the ordinary kernel on ``a @ b``."""
+    from tensorweave.framework.registry import get_kernel_factory
+    from tensorweave.kernels.cpu import blas
+
+    plain = get_kernel_factory("ApplyGradientDescent", "CPU")(op, ctx)
+    store, key = ctx.variables, variable_name(op, 0)
+
+    def run(alpha, a, b):
+        a = a.T if transpose_a else a
+        b = b.T if transpose_b else b
+        var = store.get(key)
+        if var is not None and np.size(alpha) == 1 and \
+                blas.gemm_update(var, a, b, -float(np.reshape(alpha, ()))):
+            return var
+        return plain(alpha, np.matmul(a, b))
+
+    return run
+
+
 @_kernel("ApplyMomentum", 2, grad_at=1)
 def _momentum(op, refs, lr, grad, momentum):
     var, accum = refs

@@ -1,0 +1,76 @@
+"""Direct calls into the BLAS that NumPy already loaded, for what NumPy cannot express.
+
+``C = alpha * A @ B + beta * C`` in place is one GEMM (``sgemm`` with ``beta=1``): a plain SGD
+update of a weight whose gradient is a matmul, ``W -= lr * (x.T @ dy)``, then needs neither the
+gradient's buffer nor a second pass over the weight. NumPy has no ``out += a @ b``; its bundled
+OpenBLAS (``numpy.libs/libscipy_openblas64_*``) exports ``scipy_cblas_sgemm64_`` (64-bit ints),
+which ``ctypes`` calls with the GIL released. Where that library is not found (a NumPy built
+against another BLAS) :func:`gemm_update` returns False and callers use NumPy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_sgemm = None  # the cblas function, False once looked for in vain
+
+
+def _load():
+    global _sgemm
+    if _sgemm is None:
+        _sgemm = False
+        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
+            try:
+                fn = ctypes.CDLL(path).scipy_cblas_sgemm64_
+            except (OSError, AttributeError):
+                continue
+            i64, f32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, f32, ptr,
+                           i64, ptr, i64, f32, ptr, i64]
+            fn.restype = None
+            _sgemm = fn
+            break
+    return _sgemm
+
+
+def available() -> bool:
+    return bool(_load())
+
+
+def _operand(x):
+    """(transpose flag, leading dimension) describing a float32 2-D array to row-major BLAS,
+    or None when its layout is neither row- nor column-contiguous."""
+    r, c = x.shape
+    s0, s1 = x.strides
+    if s1 == 4 and s0 % 4 == 0 and s0 // 4 >= max(1, c):
+        return _NO_TRANS, s0 // 4
+    if s0 == 4 and s1 % 4 == 0 and s1 // 4 >= max(1, r):
+        return _TRANS, s1 // 4
+    return None
+
+
+def gemm_update(c, a, b, alpha, beta=1.0) -> bool:
+    """``c[...] = alpha * (a @ b) + beta * c`` in place, for float32 2-D arrays (``a``, ``b``
+    may be transposed views). Returns False (``c`` untouched) when it cannot: other dtypes or
+    layouts, empty shapes, or no BLAS found."""
+    fn = _load()
+    if not fn or a.dtype != np.float32 or b.dtype != np.float32 or c.dtype != np.float32 \
+            or a.ndim != 2 or b.ndim != 2 or c.ndim != 2 or not c.flags.c_contiguous \
+            or not c.flags.writeable:
+        return False
+    m, k = a.shape
+    k2, n = b.shape
+    if k != k2 or c.shape != (m, n) or 0 in (m, n, k):
+        return False
+    oa, ob = _operand(a), _operand(b)
+    if oa is None or ob is None:
+        return False
+    fn(_ROW_MAJOR, oa[0], ob[0], m, n, k, float(alpha), a.ctypes.data, oa[1], b.ctypes.data,
+       ob[1], float(beta), c.ctypes.data, n)
+    return True
