@@ -454,6 +454,20 @@ def test_max_pool_gradient_goes_to_the_first_maximum():
     np.testing.assert_array_equal(got[0, :, :, 0], [[0, 0], [1, 0]])
 
 
+@pytest.mark.parametrize("size", [8, 7])
+def test_tiled_max_pool_gradient_with_ties_and_a_remainder_row(size):
+    """2x2/2 pooling takes the tiled path (7x7: the last row and column are in no window and
+    get zero); values from {0, 1} make ties in most windows."""
+    x = np.random.default_rng(4).integers(0, 2, (2, size, size, 3)).astype(np.float32)
+    dy = np.random.default_rng(5).standard_normal((2, size // 2, size // 2, 3)).astype(np.float32)
+    with tw.Graph().as_default():
+        t = tw.constant(x)
+        y = tw.nn.max_pool(t, 2, 2, "VALID")
+        g = tw.gradients(y, t, grad_ys=tw.constant(dy))[0]
+        got = _run(g)
+    np.testing.assert_allclose(got, ref_max_pool_grad(x, dy, (2, 2), (2, 2), "VALID"))
+
+
 def test_fused_batch_norm_training_outputs():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 3, 2, 5)) * 3 + 2

@@ -252,20 +252,27 @@ def _argmax(x, win):
     return arg
 
 
-def max_pool_grad(x, dy, win):
+def max_pool_grad(x, dy, win, top=None):
+    """``top``: the pooled output when the caller has it (MaxPoolGrad's second input)."""
     n, h, w, c = x.shape
     zero = dy.dtype.type(0)
     if _tiles(win, h, w):
-        # windows are disjoint: each tap's gradient is written once, no accumulation
+        # windows are disjoint: each position's gradient is written once (the rows or columns
+        # past the last window, if any, stay zero)
         xt = _tiled(x, win)
-        top = _tile_max(xt, win)
-        taken = np.zeros(top.shape, bool)
-        dx = np.zeros((n, h, w, c), dtype=dy.dtype)
+        if top is None:
+            top = _tile_max(xt, win)
+        taken = None
+        covered = win.oh * win.kh == h and win.ow * win.kw == w
+        dx = (np.empty if covered else np.zeros)((n, h, w, c), dtype=dy.dtype)
         dxt = _tiled(dx, win)
         for i, j in win.offsets():
             hit = xt[:, :, i, :, j, :] == top
-            hit &= ~taken
-            taken |= hit
+            if taken is None:
+                taken = hit
+            else:  # the first maximum of a window takes the gradient (TensorFlow's rule)
+                hit &= ~taken
+                taken |= hit
             np.multiply(dy, hit, out=dxt[:, :, i, :, j, :])
         return dx
     arg = _argmax(x, win)
@@ -438,7 +445,7 @@ def _max_pool_grad(op, ctx):
 
     def run(x, y, dy):
         x = to(x)
-        return back(max_pool_grad(x, to(dy), win(x.shape)))
+        return back(max_pool_grad(x, to(dy), win(x.shape), to(y)))
 
     return run
 
