@@ -281,7 +281,8 @@ def write_report(path, d):
         "every task is a Ray actor (a process); BLAS limited to one thread per process."
         + (" Quick run (fewer steps)." if d["quick"] else "")
         + f" Load average {d['load'][0]:.1f} at the start, {d['load'][1]:.1f} at the end "
-        "(other processes share these cores: section 1 and the validation depend on it).",
+        "(the 1-minute average before the run counts other work on these cores; the one at the "
+        "end mostly this run's own actors and Ray's processes).",
         "",
         "## 1. Scaling on this machine (async, 1 PS)",
         "",
