@@ -71,6 +71,8 @@ def worker(framework, threads):
                 reply = {"times": times, "cpu": cpu}
             elif cmd == "profile":
                 reply = profile_tensorweave(cases[req["workload"]], req.get("n", 3))
+            elif cmd == "phases":
+                reply = traced_phases(framework, cases[req["workload"]], req.get("n", 3))
             elif cmd == "close":
                 cases.pop(req["workload"]).close()
                 reply = {}
@@ -134,6 +136,56 @@ def profile_tensorweave(case, n=3):
 
 
 # --- driver side -------------------------------------------------------------------------------
+PHASES = ("forward", "gradients", "optimizer")
+
+
+def _phase(node_name):
+    """Which part of a training step a node of the shared graph builder belongs to: both
+    frameworks name the nodes alike (``gradients/...``, ``Adam/...``, the forward pass plain)."""
+    if node_name.startswith("gradients/"):
+        return "gradients"
+    if node_name.split("/")[0] in ("Adam", "GradientDescent") or "/update_" in node_name:
+        return "optimizer"
+    return "forward"
+
+
+def traced_phases(framework, case, n=3):
+    """One traced step's op times (medians of ``n``) per phase and per op type, in ms, for a
+    graph-mode framework (tensorweave or TF's ``tf.compat.v1``): the same measurement for
+    both, so the missed-target notes compare like with like."""
+    if framework == "tensorweave":
+        import tensorweave as tf_api
+        options = tf_api.RunOptions(trace_level=tf_api.RunOptions.FULL_TRACE)
+    elif framework == "tensorflow":
+        import tensorflow as tf
+        tf_api = tf.compat.v1
+        options = tf_api.RunOptions(trace_level=tf_api.RunOptions.FULL_TRACE)
+    else:
+        return {"error": f"no graph trace for {framework}"}
+    per_node: dict = {}
+    for _ in range(n):
+        md = tf_api.RunMetadata()
+        case.session.run(case.fetches, case.feed, options=options, run_metadata=md)
+        for dev in md.step_stats.dev_stats:
+            for ns in dev.node_stats:
+                if ns.node_name.startswith("_"):  # TF's _SOURCE, _Arg, _Retval
+                    continue
+                op_type = ns.op_type if framework == "tensorweave" else \
+                    ns.timeline_label.partition(" = ")[2].partition("(")[0] or "?"
+                per_node.setdefault((ns.node_name, op_type), []).append(
+                    ns.all_end_rel_micros / 1e3)
+    phases = {p: 0.0 for p in PHASES}
+    types: dict = {}
+    for (name, op_type), ts in per_node.items():
+        ms = statistics.median(ts)
+        phases[_phase(name)] += ms
+        e = types.setdefault(op_type, [0.0, 0])
+        e[0] += ms
+        e[1] += 1
+    top = sorted(([k, round(v[0], 3), v[1]] for k, v in types.items()), key=lambda r: -r[1])
+    return {"phases": {k: round(v, 3) for k, v in phases.items()}, "by_op_type": top[:8]}
+
+
 class Worker:
     def __init__(self, framework, threads):
         self.framework = framework
@@ -235,6 +287,9 @@ def time_all(frameworks, workloads, threads, reps, log):
             if wl in MODEL_WORKLOADS and "tensorweave" in workers \
                     and "error" not in row["tensorweave"]:
                 profiles[wl] = workers["tensorweave"].ask(cmd="profile", workload=wl)
+                profiles[wl]["phases"] = {fw: workers[fw].ask(cmd="phases", workload=wl)
+                                          for fw in ("tensorweave", "tensorflow")
+                                          if fw in workers and "error" not in row[fw]}
             for fw, wk in workers.items():
                 if "error" not in row[fw]:
                     wk.ask(cmd="close", workload=wl)
@@ -406,6 +461,7 @@ def missed_md(der, verdicts, profiles, imports, imp_prof):
         top = ", ".join(f"{t} {ms:.1f} ms ({n} ops)" for t, ms, n in prof.get("by_op_type", [])[:5])
         out.append(f"- **{wl}**: tensorweave is {gaps}. Where its step goes (traced, ms/step): "
                    f"{top}.")
+        out += _phases_md(wl, prof.get("phases") or {})
     if not verdicts.get("import", True) and imp_prof:
         total, rows = imp_prof
         out.append(f"- **import**: {imports.get('tensorweave', 0):.3f} s against 0.3 s; "
@@ -413,6 +469,23 @@ def missed_md(der, verdicts, profiles, imports, imp_prof):
                    ", ".join(f"{n} {ms:.1f} ms" for n, ms in rows) + ".")
     if not verdicts.get("memory", True):
         out.append("- **memory**: see the details below.")
+    return out
+
+
+def _phases_md(wl, phases):
+    """tensorweave and TF side by side, from one traced step each (tracing adds overhead to
+    both, so the sums exceed the untraced medians): which part of the step the gap is in."""
+    tw_p, tf_p = phases.get("tensorweave") or {}, phases.get("tensorflow") or {}
+    if "phases" not in tw_p or "phases" not in tf_p:
+        return []
+    out = ["", f"  {wl}, traced op time per phase of the step (ms; tensorweave vs TF 2 graph):",
+           "", "  | phase | tensorweave | TF 2 graph | difference |", "  |---|---|---|---|"]
+    for ph in PHASES + ("total",):
+        a = sum(tw_p["phases"].values()) if ph == "total" else tw_p["phases"][ph]
+        b = sum(tf_p["phases"].values()) if ph == "total" else tf_p["phases"][ph]
+        out.append(f"  | {ph} | {a:.1f} | {b:.1f} | {a - b:+.1f} |")
+    out += ["", "  Largest op types, TF 2 graph (ms/step, ops): " +
+            ", ".join(f"{t} {ms:.1f} ({n})" for t, ms, n in tf_p["by_op_type"]) + ".", ""]
     return out
 
 
