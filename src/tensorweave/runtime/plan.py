@@ -342,6 +342,17 @@ def _reprune(fetch_tensors, target_ops, feed_tensors, rw):
     return _postorder(roots, lambda op: list(reversed(dep_ops(op))))
 
 
+def _producers_and_consumers(steps):
+    """({slot: index of the step that writes it}, {slot: how many step inputs read it})."""
+    producer, consumers = {}, {}
+    for i, st in enumerate(steps):
+        for s in st.out_slots:
+            producer[s] = i
+        for s in st.in_slots:
+            consumers[s] = consumers.get(s, 0) + 1
+    return producer, consumers
+
+
 def _fuse_matmul_sums(steps, fetch_slots):
     """``AddN(a_1 @ b_1, ..., a_n @ b_n, ...)`` -> one matmul over concatenated operands.
 
@@ -352,12 +363,7 @@ def _fuse_matmul_sums(steps, fetch_slots):
     operands are smaller than the partials they replace (so peak memory never grows).
     Returns (steps, number of sums fused).
     """
-    producer, consumers = {}, {}
-    for i, st in enumerate(steps):
-        for s in st.out_slots:
-            producer[s] = i
-        for s in st.in_slots:
-            consumers[s] = consumers.get(s, 0) + 1
+    producer, consumers = _producers_and_consumers(steps)
     keep = set(fetch_slots)
     removed, replaced, n_fused = set(), {}, 0
     for i, st in enumerate(steps):
@@ -406,12 +412,7 @@ def _fuse_matmul_sgd(steps, fetch_slots, ctx):
     from tensorweave.framework import dtypes
     from tensorweave.kernels.cpu.training import matmul_gradient_descent
 
-    producer, consumers = {}, {}
-    for i, st in enumerate(steps):
-        for s in st.out_slots:
-            producer[s] = i
-        for s in st.in_slots:
-            consumers[s] = consumers.get(s, 0) + 1
+    producer, consumers = _producers_and_consumers(steps)
     keep = set(fetch_slots)
     removed, replaced = set(), {}
     for i, st in enumerate(steps):
@@ -516,10 +517,7 @@ def _mark_inplace(plan: Plan):
         return None if t is None else t.shape.as_tuple()
 
     # Only a buffer's sole consumer may overwrite it: any other consumer could hold a view.
-    consumers: dict = {}
-    for st in plan.steps:
-        for s in st.in_slots:
-            consumers[s] = consumers.get(s, 0) + 1
+    _, consumers = _producers_and_consumers(plan.steps)
     last = {}
     for i, fr in enumerate(plan.frees):
         for s in fr:
