@@ -246,6 +246,33 @@ def test_bias_add_and_relu_grad_write_in_place_with_equal_results():
     assert all(st.inplace is None for st in plan_off.steps)
 
 
+def test_softmax_xent_gradient_scales_its_backprop_in_place_with_equal_results():
+    # the loss op's second output (softmax - one-hot) is a fresh array only the gradient's
+    # Mul reads: the Mul may write into it, but never when that output is also fetched
+    rng = np.random.default_rng(5)
+    g = tw.Graph()
+    with g.as_default():
+        x = tw.placeholder(tw.float32, [64, 32])
+        y = tw.placeholder(tw.int32, [64])
+        w = tw.Variable(rng.standard_normal((32, 100)).astype(np.float32) * 0.1)
+        xent = tw.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tw.matmul(x, w))
+        loss = tw.reduce_mean(xent)
+        grads = tw.gradients(loss, [w])
+        init = tw.global_variables_initializer()
+    feed = {x: rng.standard_normal((64, 32)).astype(np.float32),
+            y: rng.integers(0, 100, 64).astype(np.int32)}
+    backprop = xent.op.outputs[1]
+    for fetches, expect_inplace in (([loss] + grads, True), ([loss, backprop] + grads, False)):
+        (on, off), (plan_on, _) = _run_both(fetches, feed, g, init)
+        for a, c in zip(on, off):
+            np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-7)
+        scaled = [st for st in plan_on.steps
+                  if st.op.type == "Mul" and "SparseSoftmax" in st.op.name]
+        assert scaled, [st.op.name for st in plan_on.steps]
+        assert (scaled[0].inplace is not None) == expect_inplace
+    np.testing.assert_allclose(on[1], off[1])  # the fetched backprop is the unscaled one
+
+
 def test_inplace_never_trusts_an_unknown_dimension_that_may_broadcast():
     rng = np.random.default_rng(4)
     g = tw.Graph()

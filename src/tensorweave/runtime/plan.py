@@ -480,7 +480,8 @@ def _accepts_out(fn) -> bool:
 
 def _fresh(fn) -> bool:
     """Kernels whose result is a new array no one else holds (not a view, not scratch):
-    ufuncs, np.matmul, and kernels marked ``accepts_out`` or ``fresh_output``."""
+    ufuncs, np.matmul, and kernels marked ``accepts_out`` or ``fresh_output`` (on a kernel
+    with several outputs, ``fresh_output`` says that every one of them is new)."""
     return fn in _FRESH_PRODUCERS or isinstance(fn, np.ufunc) or \
         getattr(fn, "accepts_out", False) or getattr(fn, "fresh_output", False)
 
@@ -543,8 +544,9 @@ def _mark_inplace(plan: Plan):
                         st.inplace = k
                         break
             fresh.add(st.out_slots[0])
-        elif _fresh(fn) and len(st.out_slots) == 1 and st.device == "CPU":
-            fresh.add(st.out_slots[0])
+        elif st.device == "CPU" and (_fresh(fn) and len(st.out_slots) == 1
+                                     or getattr(fn, "fresh_output", False)):
+            fresh.update(st.out_slots)  # a multi-output kernel vouches for all its outputs
 
 
 def _free_lists(plan: Plan):

@@ -126,6 +126,7 @@ def _softmax_xent(op, ctx):
         loss = np.sum(labels * (np.log(z) - s), axis=-1)
         return loss.astype(logits.dtype, copy=False), e / z - labels
 
+    run.fresh_output = True  # both results are new: the gradient's scaling may reuse them
     return run
 
 
@@ -150,6 +151,7 @@ def _sparse_xent(op, ctx):
         backprop[rows, labels] -= 1
         return loss.astype(logits.dtype, copy=False), backprop
 
+    run.fresh_output = True  # both results are new: the gradient's scaling may reuse them
     return run
 
 
