@@ -367,7 +367,7 @@ def _window_factory(op):
 
 
 def _check_out(op, win, dy):
-    if dy.shape[1:3] != (win.oh, win.ow):
+    if tuple(dy.shape[1:3]) != (win.oh, win.ow):  # a CuPy array's shape too
         raise errors.InvalidArgumentError(
             None, op, f"{op.type} '{op.name}': out_backprop has spatial size "
             f"{dy.shape[1]}x{dy.shape[2]} but the forward op would produce {win.oh}x{win.ow}")

@@ -1,14 +1,17 @@
 """GPU kernels for convolution, pooling and fused batch norm: the CPU kernels' algorithms
 (``kernels/cpu/conv.py``: im2col + one cuBLAS matmul, col2im by KH*KW strided adds, pools as
 loops over window offsets) written against ``xp``. CuPy 14 ships no cuDNN binding, so this is
-the path. Window geometry (TensorFlow's padding rules) is the CPU module's ``window``."""
+the path. Window geometry (TensorFlow's padding rules) and the attrs' NHWC reading are the CPU module's."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tensorweave.framework import errors
-from tensorweave.kernels.cpu.conv import window
+from tensorweave.kernels.cpu.conv import (  # the attrs and window geometry, shared
+    _check_out,
+    _nhwc_attr,
+    _window_factory,
+)
 from tensorweave.kernels.gpu.common import int_list
 from tensorweave.kernels.gpu.elementwise import (
     FLOAT_DTYPES,
@@ -20,40 +23,6 @@ from tensorweave.kernels.gpu.elementwise import (
 # dx of a tiled max pool: the gradient goes to the tap its window's argmax names
 _PICK_TAP = Program(("g", "k", "tap"), ("o0",), (("o0", "=", "where_(k == tap, g, T(0))"),),
                     types=("T", "I", "I"))
-
-
-def _nhwc_attr(op, name, default=(1, 1, 1, 1)):
-    v = list(op.attrs.get(name, default))
-    if op.attrs.get("data_format", "NHWC") == "NCHW":
-        return [v[0], v[2], v[3], v[1]]
-    return v
-
-
-def _nhwc_pads(op):
-    ex = list(op.attrs.get("explicit_paddings", ()))
-    if ex and op.attrs.get("data_format", "NHWC") == "NCHW":
-        ex = ex[0:2] + ex[4:8] + ex[2:4]
-    return ex
-
-
-def _window_factory(op):
-    strides, dil = _nhwc_attr(op, "strides"), _nhwc_attr(op, "dilations")
-    padding, ex = op.attrs["padding"], _nhwc_pads(op)
-
-    def win(in_shape, kh, kw):
-        try:
-            return window(in_shape[1], in_shape[2], kh, kw, strides, dil, padding, ex)
-        except ValueError as e:
-            raise errors.InvalidArgumentError(None, op, f"{op.type} '{op.name}': {e}") from None
-
-    return win
-
-
-def _check_out(op, win, dy):
-    if tuple(dy.shape[1:3]) != (win.oh, win.ow):
-        raise errors.InvalidArgumentError(
-            None, op, f"{op.type} '{op.name}': out_backprop has spatial size "
-            f"{dy.shape[1]}x{dy.shape[2]} but the forward op would produce {win.oh}x{win.ow}")
 
 
 def _tiles(win, h, w):
