@@ -223,6 +223,30 @@ def test_gemm_update_handles_transposed_views_and_refuses_what_it_cannot():
     np.testing.assert_array_equal(c, before)
 
 
+@pytest.mark.parametrize("m,k,n", [(8, 40, 24), (32, 300, 384), (48, 1030, 5), (64, 1024, 70),
+                                   (65, 1024, 7), (128, 64, 32), (1, 16, 9)])
+def test_matmul_transpose_b_with_few_rows_equals_numpy(m, k, n):
+    # below 33 rows (or 65 with k >= 1024) the kernel runs b @ a.T and transposes the result
+    rng = np.random.default_rng(m)
+    av = rng.standard_normal((m, k)).astype(np.float32)
+    bv = rng.standard_normal((2 * n, k)).astype(np.float32)[::2]  # a strided operand as well
+    g = tw.Graph()
+    with g.as_default():
+        a, b = tw.placeholder(tw.float32, [None, k]), tw.placeholder(tw.float32, [n, k])
+        c = tw.matmul(a, b, transpose_b=True)
+        d = c * 2.0  # a consumer that may write in place into the kernel's result
+    with tw.Session(graph=g) as sess:
+        cv, dv = sess.run([c, d], {a: av, b: bv})
+    ref = av.astype(np.float64) @ bv.T.astype(np.float64)
+    np.testing.assert_allclose(cv, ref, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    np.testing.assert_allclose(dv, 2 * ref, rtol=1e-4, atol=2e-4 * np.sqrt(k))
+    assert cv.shape == (m, n) and cv.flags.c_contiguous
+    from tensorweave.kernels.cpu import blas
+    from tensorweave.kernels.cpu.math import swap_for_few_rows
+    assert swap_for_few_rows(m, k) == (blas.available() and (1 < m <= 32 or
+                                                             (m <= 64 and k >= 1024)))
+
+
 def test_bias_add_and_relu_grad_write_in_place_with_equal_results():
     rng = np.random.default_rng(3)
     g = tw.Graph()
