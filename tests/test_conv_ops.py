@@ -513,3 +513,36 @@ def test_fused_batch_norm_half_input_keeps_float32_statistics():
     np.testing.assert_allclose(yv, _bn_ref(x.astype(np.float64), 1.0, 0.0), atol=2e-2)
     # sum(y^2) is invariant to x's scale and shift per channel: its gradient is ~0
     np.testing.assert_allclose(dxv, 0.0, atol=5e-2)
+
+
+def ref_conv2d_filter_grad(x, dy, f_shape, padding):
+    kh, kw, c, o = f_shape
+    df = np.zeros(f_shape)
+    for oh, ow, taps in _windows(x.shape[1], x.shape[2], kh, kw, (1, 1), (1, 1), padding):
+        for i, j, ih, iw in taps:
+            df[i, j] += x[:, ih, iw, :].T @ dy[:, oh, ow, :]
+    return df
+
+
+@pytest.mark.parametrize("shape,k,padding", [((3, 7, 9, 16), (3, 3), "SAME"),
+                                             ((2, 6, 5, 20), (2, 5), "SAME"),
+                                             ((2, 8, 7, 17), (3, 2), "VALID")])
+def test_conv2d_by_kernel_rows_matches_loops(shape, k, padding):
+    """Unit strides with >= 16 channels take the row-tap path (KH matmuls over an h-major
+    column matrix, kernels/cpu/conv.py): forward and filter gradient against the loops."""
+    from tensorweave.kernels.cpu import conv as cpu_conv
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    f = rng.standard_normal(k + (shape[3], 4)).astype(np.float32)
+    win = cpu_conv.window(shape[1], shape[2], k[0], k[1], [1, 1, 1, 1], [1, 1, 1, 1], padding)
+    assert cpu_conv._row_taps(x, win)
+    dy = rng.standard_normal((shape[0], win.oh, win.ow, 4)).astype(np.float32)
+    with tw.Graph().as_default():
+        tx, tf_ = tw.constant(x), tw.constant(f)
+        y = tw.nn.conv2d(tx, tf_, strides=1, padding=padding)
+        g = tw.gradients(y, tf_, grad_ys=tw.constant(dy))[0]
+        got_y, got_g = _run([y, g])
+    np.testing.assert_allclose(got_y, ref_conv2d(x.astype(np.float64), f, padding=padding),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_g, ref_conv2d_filter_grad(x.astype(np.float64), dy, f.shape,
+                                                             padding), rtol=1e-4, atol=1e-3)

@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from tensorweave.framework import errors
 from tensorweave.framework.registry import register_kernel
+from tensorweave.kernels.cpu import blas
 
 
 class Scratch(threading.local):
@@ -141,9 +142,53 @@ def _im2col(x, win, scratch=None):
 
 
 # --- convolution ------------------------------------------------------------------------------
+# Below this many input channels the row-tap path's matmuls (K = KW * C) are too thin to beat
+# one im2col matmul (K = KH * KW * C); at C = 32, 5x5, 64x14x14: forward 22 -> 12 ms.
+_ROW_TAPS_MIN_CHANNELS = 16
+
+
+def _row_taps(x, win) -> bool:
+    """Whether to convolve by kernel rows (:func:`_hmajor_cols`): unit strides and dilations,
+    enough channels."""
+    return win.sh == win.sw == win.dh == win.dw == 1 and x.shape[3] >= _ROW_TAPS_MIN_CHANNELS
+
+
+def _hmajor_cols(x, win):
+    """(HP, N*OW, KW*C): for every padded input row, each output column's KW-wide window, laid
+    out rows first (h-major), so that the input rows kernel row ``i`` reads for all outputs are
+    the one contiguous block ``[i : i + OH]``: the convolution becomes KH matmuls of
+    (OH*N*OW, KW*C) blocks, with a column matrix KH times smaller than im2col's."""
+    n, h, w, c = x.shape
+    pt, pb, pl, pr = win.pads
+    xp = np.zeros((h + pt + pb, n, w + pl + pr, c), x.dtype)
+    xp[pt:pt + h, :, pl:pl + w, :] = x.transpose(1, 0, 2, 3)
+    s0, s1, s2, s3 = xp.strides
+    taps = as_strided(xp, (xp.shape[0], n, win.ow, win.kw, c), (s0, s1, s2, s2, s3),
+                      writeable=False)
+    return np.ascontiguousarray(taps).reshape(xp.shape[0], n * win.ow, win.kw * c)
+
+
+def _conv2d_rows(x, f, win):
+    kh, kw, c, o = f.shape
+    n = x.shape[0]
+    rows = _hmajor_cols(x, win)
+    m = win.oh * n * win.ow
+    fr = np.ascontiguousarray(f).reshape(kh, kw * c, o)
+    out = np.empty((win.oh, n, win.ow, o), np.result_type(x, f))
+    acc = out.reshape(m, o)
+    np.matmul(rows[0:win.oh].reshape(m, kw * c), fr[0], out=acc)
+    for i in range(1, kh):
+        a = rows[i:i + win.oh].reshape(m, kw * c)
+        if not blas.gemm_update(acc, a, fr[i], 1.0):
+            acc += a @ fr[i]
+    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+
 def conv2d(x, f, win, scratch=None):
     """NHWC input, HWIO filter -> NHWC output."""
     kh, kw, c, o = f.shape
+    if _row_taps(x, win):
+        return _conv2d_rows(x, f, win)
     cols = _im2col(x, win, scratch)
     return (cols @ f.reshape(kh * kw * c, o)).reshape(x.shape[0], win.oh, win.ow, o)
 
@@ -166,6 +211,14 @@ def conv2d_backprop_input(dy, f, win, in_shape, scratch=None):
 
 def conv2d_backprop_filter(x, dy, win, f_shape, scratch=None):
     kh, kw, c, o = f_shape
+    if _row_taps(x, win):
+        rows = _hmajor_cols(x, win)
+        m = win.oh * x.shape[0] * win.ow
+        dy_h = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(m, o)
+        df = np.empty((kh, kw * c, o), np.result_type(x, dy))
+        for i in range(kh):
+            np.matmul(rows[i:i + win.oh].reshape(m, kw * c).T, dy_h, out=df[i])
+        return df.reshape(kh, kw, c, o)
     cols = _im2col(x, win, scratch)
     return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
 
