@@ -546,3 +546,27 @@ def test_conv2d_by_kernel_rows_matches_loops(shape, k, padding):
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got_g, ref_conv2d_filter_grad(x.astype(np.float64), dy, f.shape,
                                                              padding), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape,k,padding", [((3, 9, 11, 5), (3, 3), "VALID"),
+                                             ((2, 7, 6, 4), (2, 5), "SAME"),
+                                             ((2, 8, 7, 3), (3, 2), "SAME")])
+def test_conv2d_input_gradient_by_kernel_rows_matches_loops(shape, k, padding):
+    """With unit strides and >= 16 output channels the input gradient is the convolution of
+    the padded ``dy`` with the flipped filter, by kernel rows: against the loops."""
+    from tensorweave.kernels.cpu import conv as cpu_conv
+    rng = np.random.default_rng(sum(shape) + 1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    f = rng.standard_normal(k + (shape[3], 17)).astype(np.float32)
+    win = cpu_conv.window(shape[1], shape[2], k[0], k[1], [1, 1, 1, 1], [1, 1, 1, 1], padding)
+    dy = rng.standard_normal((shape[0], win.oh, win.ow, 17)).astype(np.float32)
+    assert cpu_conv._row_taps(dy, win)
+    want = np.zeros(shape)
+    for oh, ow, taps in _windows(shape[1], shape[2], k[0], k[1], (1, 1), (1, 1), padding):
+        for i, j, ih, iw in taps:
+            want[:, ih, iw, :] += dy[:, oh, ow, :].astype(np.float64) @ f[i, j].T
+    with tw.Graph().as_default():
+        tx = tw.constant(x)
+        y = tw.nn.conv2d(tx, tw.constant(f), strides=1, padding=padding)
+        got = _run(tw.gradients(y, tx, grad_ys=tw.constant(dy))[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
