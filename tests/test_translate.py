@@ -114,6 +114,18 @@ def test_tiny_model_overfits_twenty_pairs(tmp_path):
     assert text.corpus_bleu(greedy, refs) == pytest.approx(record["test_bleu_greedy"], abs=0.01)
     assert text.corpus_bleu(beam, refs) > 70
     assert sum(b == r for b, r in zip(beam, refs)) >= 15
+    # an ensemble of a model with itself decodes exactly as the model
+    twice = tr.EnsembleTranslator([str(tmp_path), str(tmp_path)])
+    assert twice.translate([g for _, g in SENTENCES]) == greedy
+    assert twice.translate([g for _, g in SENTENCES], beam_size=3) == beam
+    # members with other vocabularies are refused, naming the file to copy
+    other = tmp_path.parent / "other"
+    other.mkdir()
+    (other / "config.json").write_text((tmp_path / "config.json").read_text())
+    (other / "en.model").write_bytes((tmp_path / "en.model").read_bytes())
+    text.SubwordVocab.train([g for _, g in SENTENCES[:12]], str(other / "de"), 60)
+    with pytest.raises(ValueError, match="different de subword vocabularies"):
+        tr.EnsembleTranslator([str(tmp_path), str(other)])
 
 
 @pytest.mark.parametrize("attention", [True, False])
@@ -253,3 +265,40 @@ def test_word_dropout_replaces_only_real_tokens_at_the_rate():
     assert 0.18 < dropped < 0.22
     assert set(np.unique(out[:, :20])) == {text.UNK, 7}
     assert (tr.drop_source_words(src, 0.0, rng) == src).all()
+
+
+class _ConstantModel:
+    """Stands in for a Seq2Seq in ``tr.decode_graph``: every step gives the same logits."""
+
+    def __init__(self, logits):
+        self.logits = np.array(logits, np.float32)
+
+    def decoder_fn(self, src, src_len, beam_width=1):
+        import tensorweave as tw
+
+        def step(tokens, state):
+            n = tw.shape(tokens)[0]
+            return tw.tile(tw.constant(self.logits[None]), tw.stack([n, 1])), state
+
+        return step, tw.zeros_like(tw.cast(src_len, tw.float32))
+
+
+@pytest.mark.parametrize("beam_width", [1, 3])
+def test_ensemble_decoding_ranks_by_the_mean_log_probability(beam_width):
+    """Member a prefers token 5, member b token 6 and finds 5 unlikely: alone each writes its
+    own, together they write 6 (mean log-probabilities -0.56 for 6 against -3.36 for 5)."""
+    import tensorweave as tw
+
+    a = _ConstantModel([-9, -9, -9, -9, 0.0, 2.0, 1.6, -9])   # 5 over 6
+    b = _ConstantModel([-9, -9, -9, -9, 0.0, -4.0, 2.0, -9])  # 6, and 5 is unlikely
+    written = {}
+    for name, members in (("a", [a]), ("b", [b]), ("ab", [a, b])):
+        graph = tw.Graph()
+        with graph.as_default():
+            feeds, ids = tr.decode_graph(members, 2, beam_width)
+            with tw.Session(graph=graph) as sess:
+                written[name] = sess.run(ids, {feeds["source"]: [[4, 4]],
+                                               feeds["source_length"]: [2]})
+    assert written["a"][0, 0] == 5 and written["b"][0, 0] == 6
+    assert written["ab"][0, 0] == 6
+    assert written["ab"].shape[1] == 2 * 2 + 10  # no EOS: runs to the maximum length

@@ -121,30 +121,49 @@ def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, 
 
 
 @click.command("translate")
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", nargs=-1)
 @click.option("--from", "src", type=click.Choice(["de", "en"]), default=None)
 @click.option("--to", "tgt", type=click.Choice(["de", "en"]), default=None,
               help="Target language (default: en, i.e. German -> English).")
 @click.option("--beam", type=int, default=4, show_default=True, help="Beam width (1: greedy).")
-@click.option("--model-dir", type=click.Path(file_okay=False), default=None)
-def translate(text, src, tgt, beam, model_dir):
+@click.option("--model-dir", "model_dirs", type=click.Path(file_okay=False), multiple=True,
+              help="Default: ~/.cache/tensorweave/models/translate-<from>-<to>. Give it more "
+                   "than once to decode with an ensemble (same subword vocabularies).")
+@click.option("--bleu", is_flag=True,
+              help="Instead of TEXT: translate the 1,000 test pairs and print sacrebleu BLEU.")
+def translate(text, src, tgt, beam, model_dirs, bleu):
     """Translate a sentence (German -> English by default)."""
     src, tgt = _directions(src, tgt)
     from tensorweave.models import translate as tr
 
-    model_dir = model_dir or tr.default_model_dir(src, tgt)
+    if not text and not bleu:
+        _fail('nothing to translate: give a sentence (tensorweave translate "Sie näht ihre '
+              'Kleider selbst.") or --bleu to score the test set')
+    model_dirs = list(model_dirs) or [tr.default_model_dir(src, tgt)]
     try:
-        tr.load_config(model_dir, src, tgt)
+        for d in model_dirs:
+            c = tr.load_config(d, src, tgt)
+            if (c.source, c.target) != (src, tgt):
+                _fail(f"the model in {d} translates {c.source}->{c.target}, not {src}->{tgt}")
         tr.limit_blas_threads()
-        model = tr.Translator(model_dir)
-    except tr.ModelNotFoundError as e:
+        if bleu:
+            scores = tr.evaluate(model_dirs if len(model_dirs) > 1 else model_dirs[0],
+                                 beam_sizes=(beam,))
+        elif len(model_dirs) > 1:
+            model = tr.EnsembleTranslator(model_dirs)
+        else:
+            model = tr.Translator(model_dirs[0])
+    except (tr.ModelNotFoundError, ValueError) as e:
         _fail(str(e))
     except ImportError as e:
         _fail(f"{e}\nInstall the data and text packages with `make setup` "
               f"(or `pip install 'tensorweave[data]'`).")
-    if (model.config.source, model.config.target) != (src, tgt):
-        _fail(f"the model in {model_dir} translates {model.config.source}->"
-              f"{model.config.target}, not {src}->{tgt}")
+    if bleu:
+        s = scores[beam]
+        how = "greedy" if beam == 1 else f"beam {beam}"
+        click.echo(f"test BLEU {s['bleu']:.2f} ({how}, {len(model_dirs)} model"
+                   f"{'s' if len(model_dirs) > 1 else ''}, {s['seconds']:.0f} s)")
+        return
     click.echo(model.translate([" ".join(text)], beam_size=beam)[0])
 
 

@@ -47,6 +47,7 @@ from tensorweave.models.text import (
 
 __all__ = [
     "lstm_update", "unrolled_lstm", "TranslateConfig", "Seq2Seq", "Translator",
+    "EnsembleTranslator", "decode_graph",
     "default_model_dir", "train", "evaluate", "prepare_vocabs", "find_checkpoint",
     "ModelNotFoundError",
 ]
@@ -320,14 +321,11 @@ class Seq2Seq:
             outs["keys"] = keys
         return {"source": src, "source_length": src_len}, outs
 
-    def decode_graph(self, src_steps, beam_width=1, length_penalty=1.0):
-        """Encoder + in-graph decoding (``tw.nn.greedy_decode`` / ``tw.nn.beam_search``, a
-        ``tw.while_loop`` that stops at EOS or ``2 * src_steps + 10`` tokens).
-
-        Returns ``(feeds, ids)`` with ``ids [B, T]`` (the best beam).
-        """
-        feeds, enc = self.encoder_graph(src_steps)
-        memory, mask_bias, keys = enc["memory"], enc["mask_bias"], enc.get("keys")
+    def decoder_fn(self, src, src_len, beam_width=1):
+        """The encoder over ``src`` and the decoder as ``(step_fn, initial_state)`` for
+        ``tw.nn.greedy_decode`` / ``tw.nn.beam_search``: ``step_fn(tokens, state)`` returns
+        ``(logits, new_state)``. With ``beam_width > 1`` the attention memory is tiled."""
+        memory, keys, mask_bias, (c0, h0) = self.encode(src, src_len)
         if beam_width > 1:
             memory, mask_bias = tw.nn.tile_batch(memory, beam_width), \
                 tw.nn.tile_batch(mask_bias, beam_width)
@@ -341,15 +339,45 @@ class Seq2Seq:
             out, (c, h, att) = self.decoder_step(xw, full, memory, keys, mask_bias)
             return self.logits(out), ((c, h, att) if attention else (c, h))
 
-        start = tw.fill(tw.shape(feeds["source_length"]), BOS)
-        state0 = (enc["c"], enc["h"], tw.zeros_like(enc["h"])) if attention else \
-            (enc["c"], enc["h"])
-        max_length = 2 * src_steps + 10
-        if beam_width > 1:
-            result = tw.nn.beam_search(step, state0, start, EOS, beam_width, max_length,
-                                       length_penalty=length_penalty)
-            return feeds, result.ids[:, 0, :]
-        return feeds, tw.nn.greedy_decode(step, state0, start, EOS, max_length).ids
+        state0 = (c0, h0, tw.zeros_like(h0)) if attention else (c0, h0)
+        return step, state0
+
+    def decode_graph(self, src_steps, beam_width=1, length_penalty=1.0):
+        """Encoder + in-graph decoding (``tw.nn.greedy_decode`` / ``tw.nn.beam_search``, a
+        ``tw.while_loop`` that stops at EOS or ``2 * src_steps + 10`` tokens).
+
+        Returns ``(feeds, ids)`` with ``ids [B, T]`` (the best beam).
+        """
+        return decode_graph([self], src_steps, beam_width, length_penalty)
+
+
+def decode_graph(models, src_steps, beam_width=1, length_penalty=1.0):
+    """In-graph decoding by one model or an ensemble: with several ``models`` (same
+    vocabularies) each step scores the next token by the mean of the members' log-probabilities
+    (Sutskever et al. 2014 decoded with an ensemble of 5 LSTMs). Returns ``(feeds, ids)``."""
+    src = tw.placeholder(tw.int32, [None, src_steps], name="source")
+    src_len = tw.placeholder(tw.int32, [None], name="source_length")
+    feeds = {"source": src, "source_length": src_len}
+    members = [m.decoder_fn(src, src_len, beam_width) for m in models]
+    if len(members) == 1:
+        step, state0 = members[0]
+    else:
+        def step(tokens, states):
+            log_probs, new_states = [], []
+            for (member_step, _), state in zip(members, states):
+                logits, new_state = member_step(tokens, state)
+                log_probs.append(tw.nn.log_softmax(logits))
+                new_states.append(new_state)
+            return tw.add_n(log_probs) / float(len(members)), tuple(new_states)
+
+        state0 = tuple(s for _, s in members)
+    start = tw.fill(tw.shape(src_len), BOS)
+    max_length = 2 * src_steps + 10
+    if beam_width > 1:
+        result = tw.nn.beam_search(step, state0, start, EOS, beam_width, max_length,
+                                   length_penalty=length_penalty)
+        return feeds, result.ids[:, 0, :]
+    return feeds, tw.nn.greedy_decode(step, state0, start, EOS, max_length).ids
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -421,6 +449,68 @@ class Translator:
             for i, d in zip(idx, decoded):
                 results[i] = self.tgt_vocab.decode(d)
         return results
+
+
+class EnsembleTranslator(Translator):
+    """Several trained models decoding as one (``decode_graph`` with all of them): at each
+    step the mean of their log-probabilities ranks the next tokens, in greedy and beam search.
+
+    The models must translate the same direction with the same subword vocabularies (train
+    the second one in a directory holding copies of the first one's ``<lang>.model`` files).
+    Each member's variables live under ``member<k>/`` and are restored from its own latest
+    checkpoint."""
+
+    def __init__(self, model_dirs, length_penalty: float = 1.0):
+        model_dirs = list(model_dirs)
+        if not model_dirs:
+            raise ValueError("EnsembleTranslator needs at least one model directory")
+        configs = [load_config(d) for d in model_dirs]
+        first, c0 = model_dirs[0], configs[0]
+        for d, c in zip(model_dirs[1:], configs[1:]):
+            if (c.source, c.target) != (c0.source, c0.target):
+                raise ValueError(f"the model in {d} translates {c.source}->{c.target} but the "
+                                 f"one in {first} translates {c0.source}->{c0.target}; an "
+                                 f"ensemble needs one direction")
+            for lang in (c.source, c.target):
+                with open(os.path.join(first, f"{lang}.model"), "rb") as f0, \
+                        open(os.path.join(d, f"{lang}.model"), "rb") as f1:
+                    if f0.read() != f1.read():
+                        raise ValueError(
+                            f"the models in {first} and {d} use different {lang} subword "
+                            f"vocabularies; an ensemble needs the same ones (copy {first}/"
+                            f"{lang}.model and .vocab into a new model directory before "
+                            f"training it)")
+        self.model_dir, self.model_dirs = first, model_dirs
+        self.length_penalty = length_penalty
+        self._decoders = {}
+        self.config = c0
+        self.src_vocab = SubwordVocab(os.path.join(first, f"{c0.source}.model"))
+        self.tgt_vocab = SubwordVocab(os.path.join(first, f"{c0.target}.model"))
+        checkpoints = [find_checkpoint(d) for d in model_dirs]
+        for d, c, ckpt in zip(model_dirs, configs, checkpoints):
+            if ckpt is None:
+                raise ModelNotFoundError(_missing_model_message(d, c))
+        self.graph = tw.Graph()
+        with self.graph.as_default():
+            self.members = []
+            for k, c in enumerate(configs):
+                with tw.variable_scope(f"member{k}"):
+                    self.members.append(Seq2Seq(c, len(self.src_vocab), len(self.tgt_vocab)))
+            self.model = self.members[0]
+            self.session = tw.Session(graph=self.graph)
+            for k, ckpt in enumerate(checkpoints):
+                prefix = f"member{k}/"
+                names = {v.op.name[len(prefix):]: v for v in tw.global_variables()
+                         if v.op.name.startswith(prefix)}
+                tw.train.Saver(names).restore(self.session, ckpt)
+
+    def _decoder(self, steps, beam_width):
+        key = (steps, beam_width)
+        if key not in self._decoders:
+            with self.graph.as_default(), tw.name_scope(f"infer_{steps}_beam{beam_width}"):
+                self._decoders[key] = decode_graph(self.members, steps, beam_width,
+                                                   self.length_penalty)
+        return self._decoders[key]
 
 
 def _missing_model_message(model_dir, config):
@@ -664,15 +754,17 @@ def _add_scalars(writer, step, **values):
                                       for k, v in values.items()]), step)
 
 
-def evaluate(model_dir: str, beam_sizes=(1, 4), pairs=None, split: str = "test",
+def evaluate(model_dir, beam_sizes=(1, 4), pairs=None, split: str = "test",
              limit: int | None = None) -> dict:
-    """Test BLEU of a trained model for each beam size (1 = greedy)."""
-    config = load_config(model_dir)
+    """Test BLEU of a trained model for each beam size (1 = greedy); ``model_dir`` may be a
+    list of directories, decoded as an ensemble (``EnsembleTranslator``)."""
+    ensemble = not isinstance(model_dir, (str, os.PathLike))
+    config = load_config(model_dir[0] if ensemble else model_dir)
     if pairs is None:
         from tensorweave.data import load_de_en_pairs
         pairs = load_de_en_pairs()[split]
     pairs = pairs[:limit] if limit else pairs
-    tr = Translator(model_dir)
+    tr = EnsembleTranslator(model_dir) if ensemble else Translator(model_dir)
     src, ref = _side(pairs, config.source), _side(pairs, config.target)
     out = {}
     for k in beam_sizes:
