@@ -215,6 +215,10 @@ def test_cli_without_model_says_how_to_train(tmp_path):
     assert r.exit_code == 2 and "--from en --to de" in r.output
     r = runner.invoke(main, ["translate", "--from", "en", "--to", "en", "Hi."])
     assert r.exit_code == 2 and "expected de->en or en->de" in r.output
+    r = runner.invoke(main, ["translate"])
+    assert r.exit_code == 2 and "nothing to translate" in r.output and "--bleu" in r.output
+    r = runner.invoke(main, ["translate", "--bleu", "--model-dir", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "no trained translation model" in r.output
 
 
 @needs_sentencepiece
