@@ -49,8 +49,6 @@ class ClassifierConfig:
     scale: float = 0.0              # random zoom by a factor in [1 - scale, 1 + scale]
     elastic: float = 0.0            # elastic distortions (Simard et al. 2003): alpha, in pixels
     elastic_sigma: float = 4.0      # ... and the Gaussian smoothing of the displacement field
-    head: str = "pool"              # "pool": global average pool -> dense; "flatten": the 7x7
-                                    # feature map flattened -> dense (keeps where features are)
     seed: int = 0
     eval_every: int = 0             # steps between held-out evaluations (0: once per epoch)
     ensemble: int = 1               # members trained one after another (seeds seed, seed+1, ...);
@@ -108,7 +106,7 @@ def _residual(x, filters, stride, training, name):
 
 
 def build_resnet(images, training: bool, channels: int = 32, dropout: float = 0.0,
-                 num_classes: int = 10, head: str = "pool"):
+                 num_classes: int = 10):
     """Logits of the small ResNet for NHWC ``images`` ([N, 28, 28, 1] float32 in [0, 1]).
 
     ``training`` is a Python bool: True builds batch statistics and registers the moving-average
@@ -120,23 +118,17 @@ def build_resnet(images, training: bool, channels: int = 32, dropout: float = 0.
     h = tw.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
     h = _residual(h, 2 * channels, 1, training, "block1")
     h = _residual(h, 4 * channels, 2, training, "block2")
-    if head == "pool":
-        features = tw.reduce_mean(h, [1, 2])
-    elif head == "flatten":
-        features = tw.layers.flatten(h)
-    else:
-        raise ValueError(f"head must be 'pool' or 'flatten', got {head!r}")
+    features = tw.reduce_mean(h, [1, 2])
     if training and dropout:
         features = tw.nn.dropout(features, rate=dropout)
     with tw.variable_scope("logits"):
-        w = tw.get_variable("kernel", [features.shape[-1].value, num_classes],
+        w = tw.get_variable("kernel", [4 * channels, num_classes],
                             initializer=tw.glorot_uniform_initializer())
         b = tw.get_variable("bias", [num_classes], initializer=tw.zeros_initializer())
         return tw.nn.bias_add(tw.matmul(features, w), b)
 
 
-def build_towers(channels: int, dropout: float, weight_decay: float, seed: int,
-                 head: str = "pool"):
+def build_towers(channels: int, dropout: float, weight_decay: float, seed: int):
     """The images/labels placeholders, the training tower (batch statistics, dropout) and the
     inference tower (moving averages) sharing one set of weights, in the default graph.
     Returns ``(images, labels, xent, loss, eval_logits)``; ``loss`` adds the L2 decay."""
@@ -144,9 +136,9 @@ def build_towers(channels: int, dropout: float, weight_decay: float, seed: int,
     images = tw.placeholder(tw.float32, [None, 28, 28, 1], name="images")
     labels = tw.placeholder(tw.int64, [None], name="labels")
     with tw.variable_scope("resnet"):
-        logits = build_resnet(images, True, channels, dropout, head=head)
+        logits = build_resnet(images, True, channels, dropout)
     with tw.variable_scope("resnet", reuse=True):
-        eval_logits = build_resnet(images, False, channels, head=head)
+        eval_logits = build_resnet(images, False, channels)
     xent = tw.reduce_mean(
         tw.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     decay = tw.add_n([tw.nn.l2_loss(v) for v in tw.trainable_variables()
@@ -159,7 +151,7 @@ def build_classifier(config: ClassifierConfig, steps_total: int):
     """Builds the training and inference towers in the default graph; returns a dict of
     the placeholders and the tensors/ops a training loop needs."""
     images, labels, xent, loss, eval_logits = build_towers(
-        config.channels, config.dropout, config.weight_decay, config.seed, config.head)
+        config.channels, config.dropout, config.weight_decay, config.seed)
     global_step = tw.train.get_or_create_global_step()
     progress = tw.minimum(tw.cast(global_step, tw.float32) / float(max(steps_total, 1)), 1.0)
     lr = config.learning_rate * 0.5 * (1.0 + tw.cos(np.pi * progress))
