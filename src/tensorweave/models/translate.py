@@ -406,6 +406,7 @@ class Translator:
             if model is None:
                 model = Seq2Seq(config, len(self.src_vocab), len(self.tgt_vocab))
             self.model = model
+            self.members = [model]
             if own and not restore:
                 self.session = None  # the caller supplies one
             elif own:
@@ -421,8 +422,8 @@ class Translator:
         key = (steps, beam_width)
         if key not in self._decoders:
             with self.graph.as_default(), tw.name_scope(f"infer_{steps}_beam{beam_width}"):
-                self._decoders[key] = self.model.decode_graph(steps, beam_width,
-                                                              self.length_penalty)
+                self._decoders[key] = decode_graph(self.members, steps, beam_width,
+                                                   self.length_penalty)
         return self._decoders[key]
 
     def decode(self, ids: list[list[int]], beam_width: int = 1) -> list[list[int]]:
@@ -503,14 +504,6 @@ class EnsembleTranslator(Translator):
                 names = {v.op.name[len(prefix):]: v for v in tw.global_variables()
                          if v.op.name.startswith(prefix)}
                 tw.train.Saver(names).restore(self.session, ckpt)
-
-    def _decoder(self, steps, beam_width):
-        key = (steps, beam_width)
-        if key not in self._decoders:
-            with self.graph.as_default(), tw.name_scope(f"infer_{steps}_beam{beam_width}"):
-                self._decoders[key] = decode_graph(self.members, steps, beam_width,
-                                                   self.length_penalty)
-        return self._decoders[key]
 
 
 def _missing_model_message(model_dir, config):
