@@ -118,6 +118,13 @@ def test_tiny_model_overfits_twenty_pairs(tmp_path):
     twice = tr.EnsembleTranslator([str(tmp_path), str(tmp_path)])
     assert twice.translate([g for _, g in SENTENCES]) == greedy
     assert twice.translate([g for _, g in SENTENCES], beam_size=3) == beam
+    # snapshots: the kept checkpoints are found after the move too, the newest last
+    dirs, ckpts = tr.snapshot_members([str(tmp_path)], 2)
+    assert ckpts[-1] == tr.find_checkpoint(str(tmp_path)) and len(dirs) == len(ckpts) >= 1
+    assert all(c.startswith(str(tmp_path)) for c in ckpts)
+    same = tr.EnsembleTranslator([str(tmp_path)] * 2, checkpoints=[ckpts[-1]] * 2)
+    assert same.translate([g for _, g in SENTENCES]) == greedy
+    assert tr.snapshot_members([str(tmp_path / "none")], 2) == ([str(tmp_path / "none")], [None])
     # members with other vocabularies are refused, naming the file to copy
     other = tmp_path.parent / "other"
     other.mkdir()

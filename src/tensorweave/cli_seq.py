@@ -129,9 +129,11 @@ def train_translate(src, tgt, minutes, steps, no_attention, hidden, vocab_size, 
 @click.option("--model-dir", "model_dirs", type=click.Path(file_okay=False), multiple=True,
               help="Default: ~/.cache/tensorweave/models/translate-<from>-<to>. Give it more "
                    "than once to decode with an ensemble (same subword vocabularies).")
+@click.option("--snapshots", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ensemble the last N checkpoints kept in each model dir (training keeps 2).")
 @click.option("--bleu", is_flag=True,
               help="Instead of TEXT: translate the 1,000 test pairs and print sacrebleu BLEU.")
-def translate(text, src, tgt, beam, model_dirs, bleu):
+def translate(text, src, tgt, beam, model_dirs, snapshots, bleu):
     """Translate a sentence (German -> English by default)."""
     src, tgt = _directions(src, tgt)
     from tensorweave.models import translate as tr
@@ -146,11 +148,14 @@ def translate(text, src, tgt, beam, model_dirs, bleu):
             if (c.source, c.target) != (src, tgt):
                 _fail(f"the model in {d} translates {c.source}->{c.target}, not {src}->{tgt}")
         tr.limit_blas_threads()
+        checkpoints = None
+        if snapshots > 1:
+            model_dirs, checkpoints = tr.snapshot_members(model_dirs, snapshots)
         if bleu:
             scores = tr.evaluate(model_dirs if len(model_dirs) > 1 else model_dirs[0],
-                                 beam_sizes=(beam,))
+                                 beam_sizes=(beam,), checkpoints=checkpoints)
         elif len(model_dirs) > 1:
-            model = tr.EnsembleTranslator(model_dirs)
+            model = tr.EnsembleTranslator(model_dirs, checkpoints=checkpoints)
         else:
             model = tr.Translator(model_dirs[0])
     except (tr.ModelNotFoundError, ValueError) as e:

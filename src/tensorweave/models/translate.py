@@ -47,7 +47,7 @@ from tensorweave.models.text import (
 
 __all__ = [
     "lstm_update", "unrolled_lstm", "TranslateConfig", "Seq2Seq", "Translator",
-    "EnsembleTranslator", "decode_graph",
+    "EnsembleTranslator", "decode_graph", "recent_checkpoints", "snapshot_members",
     "default_model_dir", "train", "evaluate", "prepare_vocabs", "find_checkpoint",
     "ModelNotFoundError",
 ]
@@ -75,6 +75,30 @@ def find_checkpoint(model_dir: str) -> str | None:
         if tw.train.checkpoint_exists(moved):
             return moved
     return None
+
+
+def recent_checkpoints(model_dir: str, count: int) -> list[str]:
+    """The newest ``count`` checkpoints kept in ``model_dir`` (oldest first; fewer if fewer
+    are kept), found like :func:`find_checkpoint` also after the directory was moved."""
+    state = tw.train.get_checkpoint_state(model_dir) if os.path.isdir(model_dir) else None
+    found = []
+    for path in (state.all_model_checkpoint_paths if state is not None else []):
+        if not tw.train.checkpoint_exists(path):
+            path = os.path.join(model_dir, os.path.basename(path))
+        if tw.train.checkpoint_exists(path):
+            found.append(path)
+    return found[-count:] if count > 0 else []
+
+
+def snapshot_members(model_dirs, snapshots: int):
+    """``(dirs, checkpoints)`` for an ensemble of the last ``snapshots`` checkpoints of each
+    model directory (a "snapshot ensemble": no extra training)."""
+    dirs, ckpts = [], []
+    for d in model_dirs:
+        found = recent_checkpoints(d, snapshots) or [None]
+        dirs += [d] * len(found)
+        ckpts += found
+    return dirs, ckpts
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -461,7 +485,9 @@ class EnsembleTranslator(Translator):
     Each member's variables live under ``member<k>/`` and are restored from its own latest
     checkpoint."""
 
-    def __init__(self, model_dirs, length_penalty: float = 1.0):
+    def __init__(self, model_dirs, length_penalty: float = 1.0, checkpoints=None):
+        """``checkpoints``: one checkpoint prefix (or None: the latest) per model directory;
+        a directory may appear more than once with different checkpoints (snapshots)."""
         model_dirs = list(model_dirs)
         if not model_dirs:
             raise ValueError("EnsembleTranslator needs at least one model directory")
@@ -487,7 +513,8 @@ class EnsembleTranslator(Translator):
         self.config = c0
         self.src_vocab = SubwordVocab(os.path.join(first, f"{c0.source}.model"))
         self.tgt_vocab = SubwordVocab(os.path.join(first, f"{c0.target}.model"))
-        checkpoints = [find_checkpoint(d) for d in model_dirs]
+        checkpoints = [c or find_checkpoint(d) for d, c in
+                       zip(model_dirs, checkpoints or [None] * len(model_dirs))]
         for d, c, ckpt in zip(model_dirs, configs, checkpoints):
             if ckpt is None:
                 raise ModelNotFoundError(_missing_model_message(d, c))
@@ -748,16 +775,18 @@ def _add_scalars(writer, step, **values):
 
 
 def evaluate(model_dir, beam_sizes=(1, 4), pairs=None, split: str = "test",
-             limit: int | None = None) -> dict:
+             limit: int | None = None, checkpoints=None) -> dict:
     """Test BLEU of a trained model for each beam size (1 = greedy); ``model_dir`` may be a
-    list of directories, decoded as an ensemble (``EnsembleTranslator``)."""
+    list of directories, decoded as an ensemble (``EnsembleTranslator``, with ``checkpoints``
+    one per directory, None for the latest)."""
     ensemble = not isinstance(model_dir, (str, os.PathLike))
     config = load_config(model_dir[0] if ensemble else model_dir)
     if pairs is None:
         from tensorweave.data import load_de_en_pairs
         pairs = load_de_en_pairs()[split]
     pairs = pairs[:limit] if limit else pairs
-    tr = EnsembleTranslator(model_dir) if ensemble else Translator(model_dir)
+    tr = EnsembleTranslator(model_dir, checkpoints=checkpoints) if ensemble else \
+        Translator(model_dir)
     src, ref = _side(pairs, config.source), _side(pairs, config.target)
     out = {}
     for k in beam_sizes:
