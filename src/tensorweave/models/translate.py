@@ -61,33 +61,33 @@ def default_model_dir(source: str = "de", target: str = "en") -> str:
     return os.path.join(root, "models", f"translate-{source}-{target}")
 
 
+def _kept(model_dir: str, path: str) -> str | None:
+    """``path`` if that checkpoint exists, else the same file name inside ``model_dir`` (the
+    state file records absolute paths, which break when the directory is moved)."""
+    for candidate in (path, os.path.join(model_dir, os.path.basename(path))):
+        if tw.train.checkpoint_exists(candidate):
+            return candidate
+    return None
+
+
 def find_checkpoint(model_dir: str) -> str | None:
-    """The newest checkpoint in ``model_dir``, also after the directory was moved (the state
-    file records absolute paths: fall back to the same file name inside ``model_dir``)."""
+    """The newest checkpoint in ``model_dir``, also after the directory was moved."""
     if not os.path.isdir(model_dir):
         return None
-    ckpt = tw.train.latest_checkpoint(model_dir)
-    if ckpt is not None:
-        return ckpt
     state = tw.train.get_checkpoint_state(model_dir)
-    if state is not None and state.model_checkpoint_path:
-        moved = os.path.join(model_dir, os.path.basename(state.model_checkpoint_path))
-        if tw.train.checkpoint_exists(moved):
-            return moved
-    return None
+    if state is None or not state.model_checkpoint_path:
+        return None
+    return _kept(model_dir, state.model_checkpoint_path)
 
 
 def recent_checkpoints(model_dir: str, count: int) -> list[str]:
     """The newest ``count`` checkpoints kept in ``model_dir`` (oldest first; fewer if fewer
     are kept), found like :func:`find_checkpoint` also after the directory was moved."""
     state = tw.train.get_checkpoint_state(model_dir) if os.path.isdir(model_dir) else None
-    found = []
-    for path in (state.all_model_checkpoint_paths if state is not None else []):
-        if not tw.train.checkpoint_exists(path):
-            path = os.path.join(model_dir, os.path.basename(path))
-        if tw.train.checkpoint_exists(path):
-            found.append(path)
-    return found[-count:] if count > 0 else []
+    if state is None or count <= 0:
+        return []
+    found = [_kept(model_dir, p) for p in state.all_model_checkpoint_paths]
+    return [p for p in found if p is not None][-count:]
 
 
 def snapshot_members(model_dirs, snapshots: int):
@@ -507,25 +507,25 @@ class EnsembleTranslator(Translator):
                             f"vocabularies; an ensemble needs the same ones (copy {first}/"
                             f"{lang}.model and .vocab into a new model directory before "
                             f"training it)")
-        self.model_dir, self.model_dirs = first, model_dirs
-        self.length_penalty = length_penalty
-        self._decoders = {}
-        self.config = c0
-        self.src_vocab = SubwordVocab(os.path.join(first, f"{c0.source}.model"))
-        self.tgt_vocab = SubwordVocab(os.path.join(first, f"{c0.target}.model"))
         checkpoints = [c or find_checkpoint(d) for d, c in
                        zip(model_dirs, checkpoints or [None] * len(model_dirs))]
         for d, c, ckpt in zip(model_dirs, configs, checkpoints):
             if ckpt is None:
                 raise ModelNotFoundError(_missing_model_message(d, c))
-        self.graph = tw.Graph()
-        with self.graph.as_default():
-            self.members = []
+        src_vocab, tgt_vocab = (SubwordVocab(os.path.join(first, f"{lang}.model"))
+                                for lang in (c0.source, c0.target))
+        graph = tw.Graph()
+        with graph.as_default():
+            members = []
             for k, c in enumerate(configs):
                 with tw.variable_scope(f"member{k}"):
-                    self.members.append(Seq2Seq(c, len(self.src_vocab), len(self.tgt_vocab)))
-            self.model = self.members[0]
-            self.session = tw.Session(graph=self.graph)
+                    members.append(Seq2Seq(c, len(src_vocab), len(tgt_vocab)))
+        super().__init__(first, graph=graph, model=members[0], config=c0, restore=False,
+                         src_vocab=src_vocab, tgt_vocab=tgt_vocab,
+                         length_penalty=length_penalty)
+        self.model_dirs, self.members = model_dirs, members
+        self.session = tw.Session(graph=graph)
+        with graph.as_default():
             for k, ckpt in enumerate(checkpoints):
                 prefix = f"member{k}/"
                 names = {v.op.name[len(prefix):]: v for v in tw.global_variables()
