@@ -202,11 +202,12 @@ def conv2d_backprop_input(dy, f, win, in_shape, scratch=None):
     the forward convolution of ``dy``, padded by ``k - 1 - pad``, with the flipped filter
     (by kernel rows, like :func:`conv2d`)."""
     kh, kw, c, o = f.shape
-    pt, pb, pl, pr = win.pads
-    full = Window(kh, kw, 1, 1, 1, 1, (kh - 1 - pt, kh - 1 - pb, kw - 1 - pl, kw - 1 - pr),
-                  in_shape[1], in_shape[2])
-    if _row_taps(dy, win) and min(full.pads) >= 0:
-        return _conv2d_rows(dy, f[::-1, ::-1].transpose(0, 1, 3, 2), full)
+    if _row_taps(dy, win):
+        pt, pb, pl, pr = win.pads
+        full = Window(kh, kw, 1, 1, 1, 1, (kh - 1 - pt, kh - 1 - pb, kw - 1 - pl, kw - 1 - pr),
+                      in_shape[1], in_shape[2])
+        if min(full.pads) >= 0:
+            return _conv2d_rows(dy, f[::-1, ::-1].transpose(0, 1, 3, 2), full)
     m = dy.shape[0] * win.oh * win.ow
     dtype = np.result_type(dy, f)
     shape = (kh * kw, m, c)
