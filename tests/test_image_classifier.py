@@ -168,3 +168,66 @@ def test_elastic_distortion_is_smooth_random_and_keeps_the_bar_in_place():
         ic.augment(x, rng, shift=0, flip=False, elastic=0.0, rotate=0.0, scale=0.0), x)
     blur = ic._smoothing_matrix(28, 4.0)
     np.testing.assert_allclose(blur[14].sum(), 1.0, atol=1e-3)       # normalized kernel
+
+
+def _moments(images):
+    ink = images[..., 0].astype(np.float64)
+    yy, xx = np.mgrid[0:ink.shape[1], 0:ink.shape[2]]
+    mass = ink.sum((1, 2))
+    cy, cx = (ink * yy).sum((1, 2)) / mass, (ink * xx).sum((1, 2)) / mass
+    dy, dx = yy - cy[:, None, None], xx - cx[:, None, None]
+    return mass, cy, cx, (ink * dx * dy).sum((1, 2)) / (ink * dy * dy).sum((1, 2))
+
+
+def test_deskew_shears_a_slanted_bar_upright_and_centres_it():
+    x = np.zeros((3, 28, 28, 1), np.float32)
+    for r in range(4, 24):                      # bars leaning right, left, and upright
+        x[0, r, 20 - (r - 4) // 2:22 - (r - 4) // 2] = 1.0
+        x[1, r, 6 + (r - 4) // 3:8 + (r - 4) // 3] = 1.0
+        x[2, r, 13:15] = 1.0
+    mass, _, _, skew = _moments(x)
+    assert skew[0] < -0.4 and skew[1] > 0.3 and abs(skew[2]) < 1e-9
+    out = ic.deskew(x)
+    assert out.shape == x.shape and out.dtype == np.float32
+    mass_out, cy, cx, skew_out = _moments(out)
+    np.testing.assert_allclose(mass_out, mass, rtol=1e-3)                # no ink lost
+    np.testing.assert_allclose(np.abs(skew_out), 0.0, atol=0.02)         # upright
+    np.testing.assert_allclose(cy, 13.5, atol=0.05)                      # centred
+    np.testing.assert_allclose(cx, 13.5, atol=0.05)
+    # the upright bar only moves to the centre: every column it covers is ink from top to bottom
+    assert out[2, 6:22, 13:15].min() > 0.99 and out[2, :, :12].max() < 1e-6
+
+
+def test_deskew_leaves_a_blank_picture_blank_and_rejects_colour_images():
+    import pytest
+    np.testing.assert_array_equal(ic.deskew(np.zeros((2, 28, 28, 1), np.float32)), 0.0)
+    with pytest.raises(ValueError, match="one channel"):
+        ic.deskew(np.zeros((2, 28, 28, 3), np.float32))
+
+
+def test_train_deskews_training_and_held_out_images(monkeypatch):
+    seen = []
+    real = ic.deskew
+    monkeypatch.setattr(ic, "deskew", lambda images: seen.append(len(images)) or real(images))
+    rng = np.random.default_rng(1)
+    x = rng.random((32, 28, 28, 1), np.float32)
+    y = rng.integers(0, 10, 32)
+    ic.train(_tiny(deskew=True), progress=False, data=(x, y, x[:8], y[:8]))
+    assert seen == [32, 8]
+
+
+def test_a_third_residual_block_adds_its_convolutions_and_still_classifies():
+    import pytest
+    g = tw.Graph()
+    with g.as_default():
+        model = ic.build_classifier(_tiny(blocks=3), 10)
+        # 7 convolutions of the two-block network + block3's conv1, conv2 and strided shortcut
+        assert len([v for v in tw.trainable_variables() if "kernel" in v.op.name]) == 10 + 1
+        assert g.get_tensor_by_name("resnet/block3/conv2/kernel:0").shape.as_list() == [3, 3, 16, 16]
+        init = tw.global_variables_initializer()
+        with pytest.raises(ValueError, match="blocks must be at least 2"):
+            ic.build_resnet(model["images"], False, 4, blocks=1)
+    x = np.random.default_rng(0).random((3, 28, 28, 1), np.float32)
+    with tw.Session(graph=g) as s:
+        s.run(init)
+        assert s.run(model["probabilities"], {model["images"]: x}).shape == (3, 10)

@@ -43,6 +43,7 @@ class ImageClassifierModel:
 
     dataset: str = "fashion"
     channels: int = 32
+    blocks: int | None = None
     batch_size: int = 128
     learning_rate: float = 0.05
     momentum: float = 0.9
@@ -53,6 +54,7 @@ class ImageClassifierModel:
     rotate: float | None = None
     scale: float | None = None
     elastic: float | None = None
+    deskew: bool | None = None
     train_examples: int = 0
     eval_examples: int = 0
     seed: int = 0
@@ -63,9 +65,15 @@ class ImageClassifierModel:
         return getattr(CONFIGS[self.dataset], name) if value is None else value
 
     def data(self):
-        from tensorweave.models.image_classifier import load
-        x_train, y_train, x_test, y_test = _cached(("images", self.dataset),
-                                                   lambda: load(self.dataset))
+        from tensorweave.models.image_classifier import deskew, load
+
+        def loaded():
+            x_train, y_train, x_test, y_test = load(self.dataset)
+            if self._setting("deskew"):
+                x_train, x_test = deskew(x_train), deskew(x_test)
+            return x_train, y_train, x_test, y_test
+        x_train, y_train, x_test, y_test = _cached(
+            ("images", self.dataset, bool(self._setting("deskew"))), loaded)
         if self.train_examples:
             x_train, y_train = x_train[:self.train_examples], y_train[:self.train_examples]
         if self.eval_examples:
@@ -83,7 +91,8 @@ class ImageClassifierModel:
         from tensorweave.models.image_classifier import augment, build_towers
         x_train, y_train, x_test, y_test = self.data()
         images, labels, _, loss, eval_logits = build_towers(
-            self.channels, self._setting("dropout"), self.weight_decay, self.seed)
+            self.channels, self._setting("dropout"), self.weight_decay, self.seed,
+            self._setting("blocks"))
         eval_loss = tw.reduce_mean(tw.nn.sparse_softmax_cross_entropy_with_logits(
             labels=labels, logits=eval_logits), name="eval_loss")
         accuracy = tw.reduce_mean(tw.cast(tw.equal(tw.argmax(eval_logits, 1), labels),

@@ -5,6 +5,7 @@ The network (NHWC, batch norm after every convolution, identity or 1x1-projectio
     28x28x1 -> conv3x3(c) -> BN -> ReLU -> max_pool 2x2          -> 14x14xc
             -> residual block (c -> 2c)                          -> 14x14x2c
             -> residual block (2c -> 4c, stride 2)               ->  7x7x4c
+           [-> residual block (4c -> 4c, stride 2)               ->  4x4x4c, blocks=3]
             -> global average pool -> dropout -> dense(10)
 
 A training tower (batch statistics, moving-average updates in ``UPDATE_OPS``, dropout) and an
@@ -30,13 +31,14 @@ import numpy as np
 import tensorweave as tw
 
 __all__ = ["ClassifierConfig", "CONFIGS", "build_resnet", "build_towers", "build_classifier", "augment",
-           "train", "evaluate", "predict_proba", "save_checkpoint"]
+           "deskew", "train", "evaluate", "predict_proba", "save_checkpoint"]
 
 
 @dataclass
 class ClassifierConfig:
     dataset: str = "fashion"        # "fashion" or "mnist5k"
     channels: int = 32              # c in the module docstring: 32 -> 64 -> 128
+    blocks: int = 2                 # residual blocks; the third and later: 4c -> 4c, stride 2
     batch_size: int = 128
     epochs: int = 15
     learning_rate: float = 0.1      # momentum SGD, cosine-decayed to 0 over the run
@@ -49,6 +51,7 @@ class ClassifierConfig:
     scale: float = 0.0              # random zoom by a factor in [1 - scale, 1 + scale]
     elastic: float = 0.0            # elastic distortions (Simard et al. 2003): alpha, in pixels
     elastic_sigma: float = 4.0      # ... and the Gaussian smoothing of the displacement field
+    deskew: bool = False            # shear every image (training and held-out) upright, see deskew()
     seed: int = 0
     eval_every: int = 0             # steps between held-out evaluations (0: once per epoch)
     ensemble: int = 1               # members trained one after another (seeds seed, seed+1, ...);
@@ -106,18 +109,23 @@ def _residual(x, filters, stride, training, name):
 
 
 def build_resnet(images, training: bool, channels: int = 32, dropout: float = 0.0,
-                 num_classes: int = 10):
+                 num_classes: int = 10, blocks: int = 2):
     """Logits of the small ResNet for NHWC ``images`` ([N, 28, 28, 1] float32 in [0, 1]).
 
     ``training`` is a Python bool: True builds batch statistics and registers the moving-average
     updates in ``tw.GraphKeys.UPDATE_OPS``; call it once with True and once with False under a
     reusing variable scope to get two towers sharing their weights.
     """
+    if blocks < 2:
+        raise ValueError(f"blocks must be at least 2 (the network's two residual stages), "
+                         f"got {blocks}")
     x = (images - 0.5) * 4.0   # roughly zero-mean, unit-variance pixels
     h = _conv_bn(x, channels, 3, 1, training, "stem")
     h = tw.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
     h = _residual(h, 2 * channels, 1, training, "block1")
     h = _residual(h, 4 * channels, 2, training, "block2")
+    for k in range(3, blocks + 1):
+        h = _residual(h, 4 * channels, 2, training, f"block{k}")
     features = tw.reduce_mean(h, [1, 2])
     if training and dropout:
         features = tw.nn.dropout(features, rate=dropout)
@@ -128,7 +136,8 @@ def build_resnet(images, training: bool, channels: int = 32, dropout: float = 0.
         return tw.nn.bias_add(tw.matmul(features, w), b)
 
 
-def build_towers(channels: int, dropout: float, weight_decay: float, seed: int):
+def build_towers(channels: int, dropout: float, weight_decay: float, seed: int,
+                 blocks: int = 2):
     """The images/labels placeholders, the training tower (batch statistics, dropout) and the
     inference tower (moving averages) sharing one set of weights, in the default graph.
     Returns ``(images, labels, xent, loss, eval_logits)``; ``loss`` adds the L2 decay."""
@@ -136,9 +145,9 @@ def build_towers(channels: int, dropout: float, weight_decay: float, seed: int):
     images = tw.placeholder(tw.float32, [None, 28, 28, 1], name="images")
     labels = tw.placeholder(tw.int64, [None], name="labels")
     with tw.variable_scope("resnet"):
-        logits = build_resnet(images, True, channels, dropout)
+        logits = build_resnet(images, True, channels, dropout, blocks=blocks)
     with tw.variable_scope("resnet", reuse=True):
-        eval_logits = build_resnet(images, False, channels)
+        eval_logits = build_resnet(images, False, channels, blocks=blocks)
     xent = tw.reduce_mean(
         tw.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     decay = tw.add_n([tw.nn.l2_loss(v) for v in tw.trainable_variables()
@@ -151,7 +160,7 @@ def build_classifier(config: ClassifierConfig, steps_total: int):
     """Builds the training and inference towers in the default graph; returns a dict of
     the placeholders and the tensors/ops a training loop needs."""
     images, labels, xent, loss, eval_logits = build_towers(
-        config.channels, config.dropout, config.weight_decay, config.seed)
+        config.channels, config.dropout, config.weight_decay, config.seed, config.blocks)
     global_step = tw.train.get_or_create_global_step()
     progress = tw.minimum(tw.cast(global_step, tw.float32) / float(max(steps_total, 1)), 1.0)
     lr = config.learning_rate * 0.5 * (1.0 + tw.cos(np.pi * progress))
@@ -190,15 +199,7 @@ def _affine(batch, rng, degrees, scale, elastic=0.0, sigma=4.0):
         for coord in (sy, sx):
             field = rng.uniform(-1.0, 1.0, (n, h, w)).astype(np.float32)
             coord += elastic * (gy @ field @ gx.T)
-    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
-    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
-    padded = np.pad(batch, [(0, 0), (1, 2), (1, 2), (0, 0)])
-    idx = np.arange(n)[:, None, None]
-
-    def at(y, x):
-        return padded[idx, np.clip(y + 1, 0, h + 2), np.clip(x + 1, 0, w + 2)]
-    return ((1 - fy) * (1 - fx) * at(y0, x0) + (1 - fy) * fx * at(y0, x0 + 1)
-            + fy * (1 - fx) * at(y0 + 1, x0) + fy * fx * at(y0 + 1, x0 + 1)).astype(batch.dtype)
+    return _sample_bilinear(batch, sy, sx).astype(batch.dtype)
 
 
 def augment(batch: np.ndarray, rng: np.random.Generator, shift: int, flip: bool,
@@ -219,6 +220,49 @@ def augment(batch: np.ndarray, rng: np.random.Generator, shift: int, flip: bool,
         for i in range(n):
             out[i] = pad[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
     return out
+
+
+def _sample_bilinear(images, sy, sx):
+    """``images`` [N, H, W, ...] read at the real-valued source rows ``sy`` / columns ``sx``
+    ([N, H, W] each); bilinear, zero outside the picture."""
+    n, h, w = images.shape[:3]
+    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+    trailing = (slice(None),) * 3 + (None,) * (images.ndim - 3)
+    fy, fx = (sy - y0)[trailing], (sx - x0)[trailing]
+    padded = np.pad(images, [(0, 0), (1, 2), (1, 2)] + [(0, 0)] * (images.ndim - 3))
+    idx = np.arange(n)[:, None, None]
+
+    def at(y, x):
+        return padded[idx, np.clip(y + 1, 0, h + 2), np.clip(x + 1, 0, w + 2)]
+    return ((1 - fy) * (1 - fx) * at(y0, x0) + (1 - fy) * fx * at(y0, x0 + 1)
+            + fy * (1 - fx) * at(y0 + 1, x0) + fy * fx * at(y0 + 1, x0 + 1))
+
+
+def deskew(images: np.ndarray) -> np.ndarray:
+    """Moment-based deskewing of NHWC grey images (LeCun et al. 1998's preprocessing for
+    MNIST): each picture is sheared horizontally so that its ink's principal axis is vertical
+    (the second-order moment ``mu11`` becomes 0) and moved so that its centre of mass is the
+    picture's centre. A function of the picture alone, applied alike to training and
+    held-out images. Returns a new float32 array; blank pictures come back unchanged."""
+    if images.ndim != 4 or images.shape[-1] != 1:
+        raise ValueError(f"deskew expects NHWC images with one channel, got shape {images.shape}")
+    ink = images[..., 0].astype(np.float64)
+    n, h, w = ink.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    mass = ink.sum((1, 2))
+    blank = mass <= 0
+    mass[blank] = 1.0
+    cy = (ink * yy).sum((1, 2)) / mass
+    cx = (ink * xx).sum((1, 2)) / mass
+    dy = yy - cy[:, None, None]
+    mu11 = (ink * dy * (xx - cx[:, None, None])).sum((1, 2)) / mass
+    mu02 = (ink * dy * dy).sum((1, 2)) / mass
+    alpha = np.where(blank | (mu02 <= 0), 0.0, mu11 / np.where(mu02 > 0, mu02, 1.0))
+    cy[blank], cx[blank] = (h - 1) / 2, (w - 1) / 2
+    oy, ox = yy - (h - 1) / 2, xx - (w - 1) / 2   # output pixels, about the centre
+    sy = oy + cy[:, None, None]
+    sx = ox + cx[:, None, None] + alpha[:, None, None] * oy
+    return _sample_bilinear(ink, sy, sx)[..., None].astype(np.float32)
 
 
 def load(dataset: str):
@@ -360,6 +404,8 @@ def train(config: ClassifierConfig | None = None, progress: bool = True, data=No
     if config.ensemble < 1:
         raise ValueError(f"ensemble must be at least 1, got {config.ensemble}")
     data = data if data is not None else load(config.dataset)
+    if config.deskew:
+        data = (deskew(data[0]), data[1], deskew(data[2]), data[3])
     y_test = data[3]
     start, cpu_start = time.perf_counter(), time.process_time()
     summed, members = None, []
