@@ -30,7 +30,7 @@ def _fail(message: str):
 @click.option("--dataset", type=click.Choice(["fashion", "mnist5k"]), default="fashion",
               show_default=True)
 @click.option("--epochs", type=int, default=None,
-              help="Per network. Default: 15 (fashion), 25 (mnist5k).")
+              help="Per network. Default: 15 (fashion), 50 (mnist5k).")
 @click.option("--ensemble", type=int, default=None,
               help="Networks trained one after another, softmax averaged. Default: 1.")
 @click.option("--train-dir", default=None, help="Checkpoints go here; training resumes from them.")

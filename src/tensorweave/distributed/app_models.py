@@ -37,8 +37,9 @@ def _cached(key, make):
 # --- image classifier --------------------------------------------------------------------------
 @dataclass
 class ImageClassifierModel:
-    """``model_fn`` for ``models/image_classifier.py``'s ResNet. Augmentation settings left as
-    None come from ``image_classifier.CONFIGS[dataset]``. ``train_examples`` /
+    """``model_fn`` for ``models/image_classifier.py``'s ResNet. Settings left as None
+    (residual blocks, deskewing, dropout, augmentation) come from
+    ``image_classifier.CONFIGS[dataset]``. ``train_examples`` /
     ``eval_examples`` (0: all) take the first so many images (for quick runs)."""
 
     dataset: str = "fashion"
