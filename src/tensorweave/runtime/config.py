@@ -24,7 +24,9 @@ class GraphOptions:
 
 @dataclass
 class ConfigProto:
-    """Session options. ``inter_op_parallelism_threads`` > 1 runs independent ops concurrently."""
+    """Session options. ``inter_op_parallelism_threads`` > 1 runs independent ops concurrently;
+    ``intra_op_parallelism_threads`` > 0 sizes NumPy's BLAS pool while the session is open
+    (process-wide: see ``runtime/blas_threads.py``)."""
 
     allow_soft_placement: bool = False
     log_device_placement: bool = False

@@ -121,6 +121,10 @@ class BaseSession:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tw-inter-op")
         self._default_ctx = None
         self._run_lock = threading.Lock()
+        self._blas_token = None
+        if self._config.intra_op_parallelism_threads:
+            from tensorweave.runtime import blas_threads
+            self._blas_token = blas_threads.acquire(self._config.intra_op_parallelism_threads)
 
     @property
     def graph(self):
@@ -164,6 +168,10 @@ class BaseSession:
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if getattr(self, "_blas_token", None) is not None:
+            from tensorweave.runtime import blas_threads
+            blas_threads.release(self._blas_token)
+            self._blas_token = None
         self._plans.clear()
         self._callables.clear()
         self._ctx.variables.clear()
