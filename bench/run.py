@@ -86,10 +86,7 @@ def worker(framework, threads):
 
 def blas_info():
     """NumPy's BLAS as threadpoolctl sees it (library, kernel architecture, threads)."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return [{"note": "threadpoolctl not installed"}]
+    import threadpoolctl
     keep = ("internal_api", "version", "architecture", "num_threads", "threading_layer")
     return [{k: d.get(k) for k in keep} for d in threadpoolctl.threadpool_info()
             if d.get("user_api") == "blas"]
@@ -212,7 +209,7 @@ class Worker:
 
 def worker_env(threads):
     """A worker's environment: quiet TF; with ``threads``, NumPy's OpenBLAS pool is sized
-    before NumPy loads (threadpoolctl, when installed, re-applies it and reports it)."""
+    before NumPy loads (threadpoolctl re-applies it and reports it)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if threads:
         env["OPENBLAS_NUM_THREADS"] = str(threads)

@@ -616,10 +616,7 @@ def drop_source_words(src, rate, rng):
 def limit_blas_threads():
     """One BLAS thread: on a small shared machine OpenBLAS's threads spin against each other
     and the small per-step matmuls of an RNN run ~10x slower (measured: 3 s -> 0.5 s a step)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
+    from threadpoolctl import threadpool_limits
     return threadpool_limits(1)
 
 
