@@ -1,0 +1,110 @@
+"""The CPU kernels' fast paths give what the plain NumPy formulas give: ``Mean`` without
+``np.mean``'s wrapper (bit for bit), ``Sum`` over leading axes and ``BiasAddGrad`` as one BLAS
+matrix-vector product (to float rounding, closer to the exact sum than NumPy's row-by-row
+reduction), sparse cross-entropy's reductions along the transposed view."""
+
+import numpy as np
+import pytest
+
+import tensorweave as tw
+from tensorweave.kernels.cpu import blas
+from tensorweave.kernels.cpu.math import _mean, _sum
+
+
+def _data(shape, dtype, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape) * 10 + 3).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, axis", [((128,), (0,)), ((32, 1024), (0,)), ((7, 5, 3), (0, 2)),
+                                         ((7, 5, 3), (-1,)), ((3, 4), (0, 1)), ((4,), ())])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_mean_is_np_mean_bit_for_bit(dtype, shape, axis, keepdims):
+    x = _data(shape, dtype)
+    want = np.mean(x, axis=axis, keepdims=keepdims)
+    got = _mean(x, axis, keepdims)
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+    assert np.shape(got) == np.shape(want)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32])
+def test_mean_of_other_dtypes_and_empty_slices_is_np_mean(dtype):
+    x = _data((6, 5), np.float32).astype(dtype)
+    assert np.array_equal(_mean(x, (0,), False), np.mean(x, axis=(0,)))
+    with pytest.warns(RuntimeWarning):
+        assert np.isnan(_mean(np.zeros((0, 3), np.float32), (0,), False)).all()
+
+
+@pytest.mark.parametrize("shape, axis", [((50176, 32), (0,)), ((640, 2000), (0,)),
+                                         ((64, 14, 14, 8), (0, 1, 2)), ((9, 4, 3), (1, 0)),
+                                         ((9, 4), (-2,))])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_sum_over_leading_axes_by_blas(shape, axis, keepdims):
+    x = _data(shape, np.float32)
+    exact = np.sum(x.astype(np.float64), axis=axis, keepdims=keepdims)
+    got = _sum(x, axis, keepdims)
+    assert got.dtype == np.float32 and got.shape == exact.shape
+    numpy_err = np.abs(np.add.reduce(x, axis=axis, keepdims=keepdims) - exact).max()
+    blas_err = np.abs(got - exact).max()
+    assert blas_err <= max(numpy_err, 1e-6 * np.abs(exact).max())
+
+
+def test_sum_elsewhere_is_add_reduce():
+    x = _data((6, 5, 4), np.float32)
+    for axis in [(1,), (2,), (0, 2), (-1,)]:
+        assert np.array_equal(_sum(x, axis, False), np.add.reduce(x, axis=axis))
+    xt = x.transpose(2, 1, 0)  # not C-contiguous: no BLAS
+    assert np.array_equal(_sum(xt, (0,), True), np.add.reduce(xt, axis=(0,), keepdims=True))
+    xi = x.astype(np.int32)
+    assert _sum(xi, (0,), False).dtype == np.add.reduce(xi, axis=0).dtype
+    assert _sum(np.zeros((0, 3), np.float32), (0,), False).tolist() == [0.0, 0.0, 0.0]
+    assert _sum(np.zeros((3, 0), np.float32), (0,), False).shape == (0,)
+
+
+def test_column_sums_refuses_what_blas_cannot_take():
+    assert blas.column_sums(np.ones((3, 4), np.int32)) is None
+    assert blas.column_sums(np.ones((4, 3), np.float32).T) is None
+    assert blas.column_sums(np.ones(4, np.float32)) is None
+    assert blas.column_sums(np.ones((4, 3), np.float64)).tolist() == [4.0, 4.0, 4.0]
+
+
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_bias_add_gradient_sums_every_axis_but_the_channels(data_format):
+    shape = (8, 6, 5, 3) if data_format == "NHWC" else (8, 3, 6, 5)
+    x = tw.constant(_data(shape, np.float32))
+    b = tw.constant(np.zeros(3, np.float32))
+    dy = _data(shape, np.float32, seed=1)
+    y = tw.nn.bias_add(x, b, data_format=data_format)
+    (db,) = tw.gradients(y, [b], grad_ys=[tw.constant(dy)])
+    with tw.Session() as s:
+        got = s.run(db)
+    axes = (0, 1, 2) if data_format == "NHWC" else (0, 2, 3)
+    np.testing.assert_allclose(got, dy.astype(np.float64).sum(axes), rtol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [3, 10, 200])
+def test_sparse_xent_matches_the_float64_formula(classes):
+    z = _data((50, classes), np.float32) / 5
+    y = np.random.default_rng(2).integers(0, classes, 50).astype(np.int32)
+    logits = tw.constant(z)
+    loss = tw.nn.sparse_softmax_cross_entropy_with_logits(labels=tw.constant(y), logits=logits)
+    (g,) = tw.gradients(tw.reduce_sum(loss), [logits])
+    with tw.Session() as s:
+        lv, gv = s.run([loss, g])
+    z64 = z.astype(np.float64)
+    p = np.exp(z64 - z64.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(lv, -np.log(p[np.arange(50), y]), rtol=1e-5)
+    p[np.arange(50), y] -= 1
+    np.testing.assert_allclose(gv, p, atol=1e-6)
+
+
+def test_sparse_xent_negative_label_is_named():
+    x = tw.constant(np.zeros((3, 4), np.float32))
+    labels = tw.placeholder(tw.int32, [3])
+    loss = tw.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x)
+    with tw.Session() as s:
+        with pytest.raises(tw.errors.InvalidArgumentError, match=r"label value of -1 .*\[0, 4\)"):
+            s.run(loss, {labels: [0, -1, 3]})
+        assert s.run(loss, {labels: [0, 1, 3]}).shape == (3,)
