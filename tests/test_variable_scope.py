@@ -325,3 +325,20 @@ def test_partitioned_initializer_sees_the_full_shape():
     (full,) = _values(tw.convert_to_tensor(pv))
     limit = np.sqrt(6.0 / 500)  # fans of the whole [400, 100] variable, not of a shard
     assert np.abs(full).max() <= limit and full.std() > 0.9 * limit / np.sqrt(3)
+
+
+def test_variable_made_under_control_dependencies_initializes_alone():
+    """TF1 creates variables in an init scope: their initializers do not wait for the
+    control dependencies around them (before the fix, initializing needed the feed)."""
+    g = tw.Graph()
+    with g.as_default():
+        x = tw.placeholder(tw.float32, [])
+        counter = tw.Variable(0.0, name="counter")
+        with tw.control_dependencies([counter.assign_add(x)]):
+            made_inside = tw.Variable(7.0, name="made_inside")
+            total = made_inside + 0.0
+        init = tw.global_variables_initializer()
+    with tw.Session(graph=g) as s:
+        s.run(init)  # no feed needed, and the counter is not advanced
+        assert s.run([counter, made_inside]) == [0.0, 7.0]
+        assert s.run(total, {x: 2.0}) == 7.0 and s.run(counter) == 2.0

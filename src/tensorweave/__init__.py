@@ -149,6 +149,8 @@ newaxis = None
 
 _LAZY_TOOLS = {  # name -> (module, attribute or None for the module itself)
     "summary": ("tensorweave.summary", None),
+    "losses": ("tensorweave.losses", None),
+    "metrics": ("tensorweave.metrics", None),
     "timeline": ("tensorweave.timeline", None),
     "saved_model": ("tensorweave.saved_model", None),
     "onnx": ("tensorweave.onnx_export", None),

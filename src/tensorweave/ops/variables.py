@@ -25,7 +25,10 @@ class Variable:
             raise ValueError("initial_value must be specified for tw.Variable (e.g. "
                              "tw.zeros([10]) or a NumPy array).")
         from tensorweave.framework.func_graph import lifted_graph_scope
-        with lifted_graph_scope():  # variables made inside loop bodies live outside them
+        # variables made inside loop bodies live outside them, and a variable made under
+        # tw.control_dependencies does not make its initializer wait for those ops (TF1's
+        # init_scope): global_variables_initializer must not run the training step
+        with lifted_graph_scope(), ops.control_dependencies(None):
             self._init(initial_value, trainable, collections, validate_shape, name, dtype,
                        constraint, shape)
 

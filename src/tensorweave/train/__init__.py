@@ -10,6 +10,7 @@ _TRAIN_MODULES: list[str] = [
     "tensorweave.train.optimizer",
     "tensorweave.train.optimizers",
     "tensorweave.train.training_util",
+    "tensorweave.train.moving_averages",
     "tensorweave.train.queue_runner",
     "tensorweave.distributed.device_setter",
     "tensorweave.distributed.sync_replicas",

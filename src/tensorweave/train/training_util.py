@@ -120,5 +120,75 @@ def piecewise_constant(x, boundaries, values, name=None):
         return array_ops.gather(table, index, name=scope)
 
 
+def _decay_progress(name, learning_rate, global_step, decay_steps, staircase=False):
+    """(learning_rate, step / decay_steps floored if staircase, dtype) as tensors."""
+    if global_step is None:
+        raise ValueError(f"global_step is required for {name}.")
+    learning_rate = convert_to_tensor(learning_rate, name="learning_rate")
+    dtype = learning_rate.dtype
+    p = math_ops.truediv(math_ops.cast(global_step, dtype), math_ops.cast(decay_steps, dtype))
+    return learning_rate, (_math("floor")(p) if staircase else p), dtype
+
+
+def natural_exp_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False,
+                      name=None):
+    """``learning_rate * exp(-decay_rate * global_step / decay_steps)`` (exponent floored
+    with ``staircase``)."""
+    with ops.name_scope(name, "NaturalExpDecay") as scope:
+        lr, p, dtype = _decay_progress("natural_exp_decay", learning_rate, global_step,
+                                       decay_steps, staircase)
+        rate = math_ops.cast(decay_rate, dtype)
+        return math_ops.multiply(lr, _math("exp")(math_ops.negative(rate * p)), name=scope)
+
+
+def inverse_time_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False,
+                       name=None):
+    """``learning_rate / (1 + decay_rate * global_step / decay_steps)`` (floored with
+    ``staircase``)."""
+    with ops.name_scope(name, "InverseTimeDecay") as scope:
+        lr, p, dtype = _decay_progress("inverse_time_decay", learning_rate, global_step,
+                                       decay_steps, staircase)
+        rate = math_ops.cast(decay_rate, dtype)
+        return math_ops.truediv(lr, 1.0 + rate * p, name=scope)
+
+
+def polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate=0.0001,
+                     power=1.0, cycle=False, name=None):
+    """From ``learning_rate`` to ``end_learning_rate`` over ``decay_steps`` steps:
+    ``(lr - end) * (1 - step / decay_steps) ** power + end``, then ``end``; with ``cycle``
+    the horizon grows to the next multiple of ``decay_steps`` instead."""
+    if global_step is None:
+        raise ValueError("global_step is required for polynomial_decay.")
+    with ops.name_scope(name, "PolynomialDecay") as scope:
+        lr = convert_to_tensor(learning_rate, name="learning_rate")
+        dtype = lr.dtype
+        step = math_ops.cast(global_step, dtype)
+        steps = math_ops.cast(decay_steps, dtype)
+        if cycle:  # step 0 keeps a multiplier of 1
+            mult = _math("ceil")(math_ops.truediv(step, steps))
+            steps = steps * math_ops.maximum(mult, math_ops.cast(1.0, dtype))
+        else:
+            step = math_ops.minimum(step, steps)
+        end = math_ops.cast(end_learning_rate, dtype)
+        frac = _math("pow")(1.0 - math_ops.truediv(step, steps), math_ops.cast(power, dtype))
+        return math_ops.add((lr - end) * frac, end, name=scope)
+
+
+def cosine_decay(learning_rate, global_step, decay_steps, alpha=0.0, name=None):
+    """Half a cosine from ``learning_rate`` down to ``alpha * learning_rate`` over
+    ``decay_steps`` steps (Loshchilov and Hutter's SGDR, without restarts), then flat."""
+    if global_step is None:
+        raise ValueError("global_step is required for cosine_decay.")
+    with ops.name_scope(name, "CosineDecay") as scope:
+        lr = convert_to_tensor(learning_rate, name="learning_rate")
+        dtype = lr.dtype
+        steps = math_ops.cast(decay_steps, dtype)
+        step = math_ops.minimum(math_ops.cast(global_step, dtype), steps)
+        cosine = 0.5 * (1.0 + _math("cos")(np.pi * math_ops.truediv(step, steps)))
+        a = math_ops.cast(alpha, dtype)
+        return math_ops.multiply(lr, (1.0 - a) * cosine + a, name=scope)
+
+
 __all__ = ["global_step", "assert_global_step", "get_global_step", "create_global_step",
-           "get_or_create_global_step", "exponential_decay", "piecewise_constant"]
+           "get_or_create_global_step", "exponential_decay", "piecewise_constant",
+           "natural_exp_decay", "inverse_time_decay", "polynomial_decay", "cosine_decay"]
