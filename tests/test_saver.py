@@ -347,3 +347,29 @@ def test_partitioned_variable_saves_its_shards(tmp_path):
         saver.restore(sess, path)
         np.testing.assert_array_equal(sess.run(tw.convert_to_tensor(pv)), before)
     assert tw.train.list_variables(path) == [("emb/part_0", [3, 2]), ("emb/part_1", [2, 2])]
+
+
+def test_saver_saves_and_restores_through_a_cluster_session(tmp_path):
+    """Variables on parameter servers: before the fix, save() looked in the client session's
+    empty local storage and said they were uninitialized."""
+    from tensorweave.distributed.inprocess import InProcessCluster
+
+    spec = tw.train.ClusterSpec({"ps": 1, "worker": 1})
+    g = tw.Graph()
+    with g.as_default():
+        with tw.device("/job:ps/task:0"):
+            w = tw.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+        bump = w.assign_add(tw.ones([2, 3]))
+        saver = tw.train.Saver()
+    first, second = InProcessCluster(spec), InProcessCluster(spec)
+    try:
+        with tw.Session(target=first, graph=g) as sess:
+            sess.run(w.initializer)
+            sess.run(bump)
+            path = saver.save(sess, str(tmp_path / "model"))
+        with tw.Session(target=second, graph=g) as sess:
+            saver.restore(sess, path)
+            np.testing.assert_array_equal(sess.run(w), np.arange(6).reshape(2, 3) + 1)
+    finally:
+        first.shutdown()
+        second.shutdown()

@@ -63,6 +63,8 @@ class DistributedSession(BaseSession):
             sess.run(w.initializer)
     """
 
+    _variables_are_local = False  # a Saver reads and writes them through the graph
+
     def __init__(self, cluster, graph=None, config=None, task="/job:worker/task:0",
                  step_timeout=300.0):
         super().__init__("", graph, config)

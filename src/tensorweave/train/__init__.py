@@ -12,6 +12,8 @@ _TRAIN_MODULES: list[str] = [
     "tensorweave.train.training_util",
     "tensorweave.train.moving_averages",
     "tensorweave.train.queue_runner",
+    "tensorweave.train.session_run_hook",
+    "tensorweave.train.monitored_session",
     "tensorweave.distributed.device_setter",
     "tensorweave.distributed.sync_replicas",
     "tensorweave.train.saver",

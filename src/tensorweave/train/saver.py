@@ -362,6 +362,8 @@ def _runtime_context(sess):
     which are read and written through graph ops instead."""
     seen = 0
     while sess is not None and seen < 8:
+        if not getattr(sess, "_variables_are_local", True):  # a cluster session: they live
+            return None                                      # on the tasks
         ctx = getattr(sess, "_ctx", None)
         if ctx is not None and isinstance(getattr(ctx, "variables", None), dict):
             return ctx
