@@ -87,6 +87,7 @@ _OP_FAMILIES = [
     "init_ops",
     "variable_scope",
     "clip_ops",
+    "script_ops",
 ]
 for _m in _OP_FAMILIES:
     _mod = _importlib.import_module(f"tensorweave.ops.{_m}")
@@ -150,6 +151,10 @@ newaxis = None
 _LAZY_TOOLS = {  # name -> (module, attribute or None for the module itself)
     "summary": ("tensorweave.summary", None),
     "losses": ("tensorweave.losses", None),
+    "debugging": ("tensorweave.ops.script_ops", None),
+    "math": ("tensorweave.math", None),
+    "linalg": ("tensorweave.linalg", None),
+    "image": ("tensorweave.image", None),
     "metrics": ("tensorweave.metrics", None),
     "timeline": ("tensorweave.timeline", None),
     "saved_model": ("tensorweave.saved_model", None),

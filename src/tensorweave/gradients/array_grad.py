@@ -291,3 +291,8 @@ def _tile_grad(op, grad):
 
 for _t in ("InvertPermutation", "Range", "OneHot", "Where", "ShapeN", "BroadcastGradientArgs"):
     NotDifferentiable(_t)
+
+
+NotDifferentiable("Unique")  # as in TensorFlow: integer positions and a data-dependent size
+NotDifferentiable("UniqueWithCounts")
+NotDifferentiable("LinSpace")

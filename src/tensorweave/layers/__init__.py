@@ -15,8 +15,8 @@ import numpy as np
 from tensorweave.framework import ops
 from tensorweave.framework.ops import GraphKeys, convert_to_tensor
 
-__all__ = ["dense", "conv2d", "max_pooling2d", "average_pooling2d", "batch_normalization",
-           "dropout", "flatten"]
+__all__ = ["dense", "conv1d", "conv2d", "conv2d_transpose", "max_pooling2d",
+           "average_pooling2d", "batch_normalization", "dropout", "flatten"]
 
 
 def _tw():
@@ -89,6 +89,75 @@ def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
                                  regularizer=kernel_regularizer, trainable=trainable)
         y = tw.nn.conv2d(x, kernel, strides=[1, sh, sw, 1], padding=padding.upper(),
                          dilations=[1, dh, dw, 1])
+        if use_bias:
+            bias = tw.get_variable("bias", [filters], dtype=x.dtype,
+                                   initializer=bias_initializer or tw.zeros_initializer(),
+                                   regularizer=bias_regularizer, trainable=trainable)
+            y = tw.nn.bias_add(y, bias)
+        return activation(y) if activation is not None else y
+
+
+def conv1d(inputs, filters, kernel_size, strides=1, padding="valid",
+           data_format="channels_last", dilation_rate=1, activation=None, use_bias=True,
+           kernel_initializer=None, bias_initializer=None, kernel_regularizer=None,
+           bias_regularizer=None, trainable=True, name=None, reuse=None):
+    """1-D convolution layer over [batch, width, channels]; ``<name>/kernel`` is
+    [kernel_size, in, filters]."""
+    tw = _tw()
+    if data_format != "channels_last":
+        raise ValueError("tw.layers.conv1d supports data_format='channels_last' (NWC) only")
+    x = convert_to_tensor(inputs)
+    k = kernel_size if isinstance(kernel_size, int) else tuple(kernel_size)[0]
+    c_in = x.shape[-1].value if x.shape.ndims else None
+    if c_in is None:
+        raise ValueError(f"conv1d needs a known channel dimension, got shape {x.shape}")
+    with tw.variable_scope(name, default_name="conv1d", reuse=reuse):
+        kernel = tw.get_variable("kernel", [k, c_in, filters], dtype=x.dtype,
+                                 initializer=kernel_initializer or
+                                 tw.glorot_uniform_initializer(),
+                                 regularizer=kernel_regularizer, trainable=trainable)
+        y = tw.nn.conv1d(x, kernel, strides, padding.upper(), dilations=dilation_rate)
+        if use_bias:
+            bias = tw.get_variable("bias", [filters], dtype=x.dtype,
+                                   initializer=bias_initializer or tw.zeros_initializer(),
+                                   regularizer=bias_regularizer, trainable=trainable)
+            y = tw.nn.bias_add(y, bias)
+        return activation(y) if activation is not None else y
+
+
+def conv2d_transpose(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
+                     data_format="channels_last", activation=None, use_bias=True,
+                     kernel_initializer=None, bias_initializer=None, kernel_regularizer=None,
+                     bias_regularizer=None, trainable=True, name=None, reuse=None):
+    """Transposed 2-D convolution ("deconvolution") layer: upsamples by ``strides``
+    (output height ``in * s`` with "same", ``(in - 1) * s + k`` with "valid");
+    ``<name>/kernel`` is [kh, kw, filters, in]."""
+    tw = _tw()
+    if data_format != "channels_last":
+        raise ValueError("tw.layers.conv2d_transpose supports data_format='channels_last' only")
+    x = convert_to_tensor(inputs)
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(strides, "strides")
+    h, w, c_in = (x.shape[i].value for i in (1, 2, 3))
+    if c_in is None:
+        raise ValueError(f"conv2d_transpose needs a known channel dimension, got {x.shape}")
+    pad = padding.upper()
+
+    def out_len(n, k, s):
+        return n * s if pad == "SAME" else (n - 1) * s + k
+
+    with tw.variable_scope(name, default_name="conv2d_transpose", reuse=reuse):
+        kernel = tw.get_variable("kernel", [kh, kw, filters, c_in], dtype=x.dtype,
+                                 initializer=kernel_initializer or
+                                 tw.glorot_uniform_initializer(),
+                                 regularizer=kernel_regularizer, trainable=trainable)
+        dyn = tw.shape(x)
+        oh = out_len(h, kh, sh) if h is not None else out_len(dyn[1], kh, sh)
+        ow = out_len(w, kw, sw) if w is not None else out_len(dyn[2], kw, sw)
+        y = tw.nn.conv2d_transpose(x, kernel, tw.stack([dyn[0], oh, ow, filters]),
+                                   [1, sh, sw, 1], padding=pad)
+        y.set_shape([x.shape[0].value, oh if isinstance(oh, int) else None,
+                     ow if isinstance(ow, int) else None, filters])
         if use_bias:
             bias = tw.get_variable("bias", [filters], dtype=x.dtype,
                                    initializer=bias_initializer or tw.zeros_initializer(),

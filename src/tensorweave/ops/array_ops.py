@@ -1249,6 +1249,83 @@ def sequence_mask(lengths, maxlen=None, dtype=dtypes.bool_, name=None):
         return mask if dtype.is_bool else math_ops.cast(mask, dtype)
 
 
+# --- unique, linspace, eye ------------------------------------------------------------------------
+def _unique_infer(op):
+    x = op.inputs[0]
+    if x.shape.ndims not in (None, 1):
+        raise ValueError(f"unique: x must be 1-D, got shape {x.shape} ({x.name})")
+    n = x.shape.as_list() if x.shape.ndims == 1 else [None]
+    outs = [(x.dtype, TensorShape([None])), (op.attrs["out_idx"], TensorShape(n))]
+    if op.type == "UniqueWithCounts":
+        outs.append((op.attrs["out_idx"], TensorShape([None])))
+    return outs
+
+
+register_op("Unique")(_unique_infer)
+register_op("UniqueWithCounts")(_unique_infer)
+
+
+def unique(x, out_idx=dtypes.int32, name=None):
+    """``(y, idx)``: the distinct values of the 1-D ``x`` in order of first appearance, and
+    for each element of ``x`` the position of its value in ``y`` (``x == gather(y, idx)``)."""
+    op = make_op("Unique", [convert_to_tensor(x)], {"out_idx": dtypes.as_dtype(out_idx)},
+                 name=name or "Unique")
+    return op.outputs[0], op.outputs[1]
+
+
+def unique_with_counts(x, out_idx=dtypes.int32, name=None):
+    """``(y, idx, count)``: :func:`unique` plus how often each value of ``y`` occurs."""
+    op = make_op("UniqueWithCounts", [convert_to_tensor(x)],
+                 {"out_idx": dtypes.as_dtype(out_idx)}, name=name or "UniqueWithCounts")
+    return tuple(op.outputs)
+
+
+@register_op("LinSpace")
+def _linspace_infer(op):
+    start, stop, num = op.inputs
+    if start.dtype != stop.dtype or not start.dtype.is_floating:
+        raise TypeError(f"linspace: start and stop must share a float dtype, got "
+                        f"{start.dtype.name} and {stop.dtype.name}")
+    for t in (start, stop, num):
+        if t.shape.ndims not in (None, 0):
+            raise ValueError(f"linspace arguments must be scalars, got shape {t.shape} "
+                             f"({t.name})")
+    n = constant_value(num)
+    return [(start.dtype, TensorShape([None if n is None else int(n)]))]
+
+
+def linspace(start, stop, num, name=None):
+    """``num`` evenly spaced values from ``start`` to ``stop``, both included."""
+    start = convert_to_tensor(start)
+    if not start.dtype.is_floating:
+        start = convert_to_tensor(start, dtype=dtypes.float32) if not _is_tensorlike(start) \
+            else start
+    stop = convert_to_tensor(stop, dtype=start.dtype if not _is_tensorlike(stop) else None)
+    num = convert_to_tensor(num, dtype=dtypes.int32 if not _is_tensorlike(num) else None)
+    return make("LinSpace", [start, stop, num], {"Tidx": num.dtype}, name=name or "LinSpace")
+
+
+lin_space = linspace
+
+
+def eye(num_rows, num_columns=None, batch_shape=None, dtype=dtypes.float32, name=None):
+    """The identity matrix (``num_rows`` x ``num_columns``, ones on the diagonal), repeated
+    over ``batch_shape`` (a list) when given."""
+    from tensorweave.ops import math_ops
+    dtype = dtypes.as_dtype(dtype)
+    with name_scope(name, "eye"):
+        cols = num_rows if num_columns is None else num_columns
+        if isinstance(num_rows, (int, np.integer)) and isinstance(cols, (int, np.integer)):
+            m = constant(np.eye(int(num_rows), int(cols), dtype=dtype.as_numpy_dtype))
+        else:
+            r = range(0, num_rows, 1, dtype=dtypes.int32)
+            c = range(0, cols, 1, dtype=dtypes.int32)
+            m = math_ops.cast(math_ops.equal(expand_dims(r, 1), expand_dims(c, 0)), dtype)
+        if batch_shape:
+            m = broadcast_to(m, concat([list(batch_shape), shape(m)], 0))
+        return m
+
+
 # --- shape helpers for gradients ----------------------------------------------------------------
 @register_op("ShapeN")
 def _shape_n_infer(op):
@@ -1296,4 +1373,5 @@ __all__ = [
     "concat", "split", "stack", "unstack", "slice", "strided_slice", "gather", "gather_nd",
     "scatter_nd", "dynamic_stitch", "boolean_mask", "pad", "tile", "expand_dims", "squeeze",
     "reverse", "reverse_v2", "range", "one_hot", "sequence_mask", "broadcast_gradient_args",
+    "unique", "unique_with_counts", "linspace", "lin_space", "eye",
 ]

@@ -294,6 +294,58 @@ def conv2d_transpose(value=None, filter=None, output_shape=None, strides=None,  
         return make("Conv2DBackpropInput", [sizes, f, x], attrs, name=scope)
 
 
+def _conv1d_int(v, what, channels_first):
+    """An int, or 1 or 3 of them (batch, width, channels order): the width's."""
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = list(v)
+    if len(v) == 1:
+        return int(v[0])
+    if len(v) == 3:
+        return int(v[2] if channels_first else v[1])
+    raise ValueError(f"conv1d: {what} must be an int or a list of 1 or 3 ints, got {v}")
+
+
+def conv1d(value=None, filters=None, stride=1, padding="SAME", use_cudnn_on_gpu=None,
+           data_format="NWC", name=None, input=None, dilations=None):  # noqa: A002
+    """1-D convolution of ``value`` [batch, width, in] (``"NCW"``: [batch, in, width]) with
+    ``filters`` [width, in, out]: a conv2d over a height of one, as TensorFlow does it."""
+    value = value if value is not None else input
+    if data_format not in ("NWC", "NHWC", "NCW", "NCHW"):
+        raise ValueError(f"conv1d: data_format must be 'NWC' or 'NCW', got {data_format!r}")
+    channels_first = data_format in ("NCW", "NCHW")
+    stride = _conv1d_int(stride, "stride", channels_first)
+    rate = 1 if dilations is None else _conv1d_int(dilations, "dilations", channels_first)
+    with name_scope(name, "conv1d", [value, filters]) as scope:
+        from tensorweave.ops import array_ops
+        x = array_ops.expand_dims(convert_to_tensor(value), 2 if channels_first else 1)
+        f = array_ops.expand_dims(convert_to_tensor(filters), 0)
+        if channels_first:
+            y = conv2d(x, f, [1, 1, 1, stride], padding, data_format="NCHW",
+                       dilations=[1, 1, 1, rate])
+        else:
+            y = conv2d(x, f, [1, 1, stride, 1], padding, dilations=[1, 1, rate, 1])
+        return array_ops.squeeze(y, [2 if channels_first else 1], name=scope)
+
+
+def atrous_conv2d(value, filters, rate, padding, name=None):
+    """conv2d with holes: the filter's taps ``rate`` pixels apart (stride 1)."""
+    return conv2d(value, filters, [1, 1, 1, 1], padding, dilations=[1, rate, rate, 1],
+                  name=name or "atrous_conv2d")
+
+
+def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,  # noqa: A002
+                     rate=None, name=None, data_format=None, dilations=None):
+    """A depthwise convolution ([h, w, in, multiplier]) followed by a 1x1 convolution
+    ([1, 1, in * multiplier, out]) mixing the channels."""
+    with name_scope(name, "separable_conv2d", [input, depthwise_filter, pointwise_filter]) \
+            as scope:
+        d = depthwise_conv2d(input, depthwise_filter, strides, padding, rate=rate,
+                             name="depthwise", data_format=data_format, dilations=dilations)
+        return conv2d(d, pointwise_filter, [1, 1, 1, 1], "VALID",
+                      data_format=_data_format(data_format), name=scope)
+
+
 def depthwise_conv2d_native(input, filter, strides, padding, data_format="NHWC",  # noqa: A002
                             dilations=[1, 1, 1, 1], name=None):  # noqa: B006
     """Per-channel convolution: filter [h, w, in, multiplier] -> in * multiplier channels."""
@@ -542,6 +594,7 @@ def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0,  # 
 lrn = local_response_normalization
 
 __all__ = ["conv2d", "conv2d_backprop_input", "conv2d_backprop_filter", "conv2d_transpose",
+           "conv1d", "atrous_conv2d", "separable_conv2d",
            "depthwise_conv2d", "depthwise_conv2d_native",
            "depthwise_conv2d_native_backprop_input", "depthwise_conv2d_native_backprop_filter",
            "max_pool", "max_pool2d", "avg_pool", "avg_pool2d", "fused_batch_norm", "moments",

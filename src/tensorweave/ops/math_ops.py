@@ -515,6 +515,47 @@ def reduce_euclidean_norm(input_tensor, axis=None, keepdims=False, name=None):
         return sqrt(reduce_sum(square(input_tensor), axis, keepdims=keepdims))
 
 
+def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None,  # noqa: A002
+         keep_dims=None):
+    """Vector norms over one axis (or all elements when ``axis`` is None): ``ord`` is
+    ``"euclidean"``/2, 1, ``np.inf`` or any p > 0; matrix norms over a pair of axes: ``"fro"``
+    (= ``"euclidean"``), 1 (largest column sum of absolute values) or ``np.inf`` (largest
+    row sum). The spectral norm (``ord=2`` over a pair) is not implemented."""
+    keep = bool(keepdims if keepdims is not None else keep_dims)
+    with name_scope(name, "norm"):
+        x = convert_to_tensor(tensor)
+        pair = isinstance(axis, (list, tuple)) and len(axis) == 2
+        if isinstance(axis, (list, tuple)) and len(axis) not in (1, 2):
+            raise ValueError(f"norm: axis must be None, an int or a pair, got {axis!r}")
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if pair:
+            if ord in ("euclidean", "fro"):
+                return sqrt(reduce_sum(square(x), list(axis), keepdims=keep))
+            if ord in (1, np.inf):
+                rows, cols = axis
+                inner, outer = (rows, cols) if ord == 1 else (cols, rows)
+                s = reduce_sum(abs(x), inner, keepdims=True)
+                out = reduce_max(s, outer, keepdims=True)
+                if keep:
+                    return out
+                from tensorweave.ops import array_ops
+                return array_ops.squeeze(out, sorted(axis))
+            raise ValueError(f"norm: ord={ord!r} over a pair of axes is not supported: use "
+                             "'fro', 'euclidean', 1 or np.inf")
+        if ord in ("euclidean", "fro", 2, 2.0):
+            return sqrt(reduce_sum(square(x), axis, keepdims=keep))
+        if ord == 1:
+            return reduce_sum(abs(x), axis, keepdims=keep)
+        if ord == np.inf:
+            return reduce_max(abs(x), axis, keepdims=keep)
+        if isinstance(ord, (int, float)) and ord > 0:
+            p = constant(float(ord), dtype=x.dtype)
+            return pow(reduce_sum(pow(abs(x), p), axis, keepdims=keep), 1.0 / p)
+        raise ValueError(f"norm: ord must be 'euclidean', 'fro', 1, 2, np.inf or a number "
+                         f"> 0, got {ord!r}")
+
+
 def count_nonzero(input_tensor, axis=None, keepdims=False, dtype=dtypes.int64, name=None,
                   reduction_indices=None, keep_dims=None):
     """Number of non-zero elements over ``axis``, as ``dtype`` (int64)."""
@@ -721,5 +762,5 @@ __all__ = [
     "logical_or", "logical_not", "logical_xor", "where", "where_v2", "clip_by_value", "matmul",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_all",
     "reduce_any", "reduce_logsumexp", "reduce_euclidean_norm", "count_nonzero", "argmax",
-    "argmin", "cumsum", "cumprod", "tensordot", "einsum",
+    "argmin", "cumsum", "cumprod", "tensordot", "einsum", "norm",
 ]

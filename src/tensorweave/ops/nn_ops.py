@@ -67,6 +67,23 @@ def elu(features, name=None):
     return _unary("Elu", features, name)
 
 
+def selu(features, name=None):
+    """Scaled ELU (Klambauer et al. 2017): ``scale * elu(x)`` for ``x > 0``, else
+    ``scale * alpha * (exp(x) - 1)``, with the paper's ``alpha``/``scale``."""
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    with name_scope(name, "Selu"):
+        x = convert_to_tensor(features)
+        neg = alpha * math_ops.expm1(math_ops.minimum(x, 0.0))
+        return scale * math_ops.where(x > 0.0, x, neg)
+
+
+def swish(features, name=None):
+    """``features * sigmoid(features)`` (also called SiLU)."""
+    with name_scope(name, "swish"):
+        x = convert_to_tensor(features)
+        return x * math_ops.sigmoid(x)
+
+
 def softplus(features, name=None):
     """``log(exp(features) + 1)``, computed without overflow."""
     return _unary("Softplus", features, name)
@@ -559,7 +576,7 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
 
 
 __all__ = [
-    "relu", "relu6", "elu", "softplus", "softsign", "leaky_relu", "sigmoid", "tanh", "softmax",
+    "relu", "relu6", "elu", "selu", "swish", "softplus", "softsign", "leaky_relu", "sigmoid", "tanh", "softmax",
     "log_softmax", "bias_add", "xw_plus_b", "l2_loss", "l2_normalize",
     "sigmoid_cross_entropy_with_logits", "weighted_cross_entropy_with_logits",
     "softmax_cross_entropy_with_logits", "softmax_cross_entropy_with_logits_v2",

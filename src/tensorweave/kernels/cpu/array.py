@@ -323,3 +323,36 @@ def _broadcast_gradient_args(op, ctx):
         return np.array(r0, dtype=npd), np.array(r1, dtype=npd)
 
     return run
+
+
+def _unique(op, ctx):
+    npd = op.attrs["out_idx"].as_numpy_dtype
+    counts = op.type == "UniqueWithCounts"
+
+    def run(x):
+        # np.unique sorts; TensorFlow keeps the order of first appearance
+        u, first, inv, cnt = np.unique(x, return_index=True, return_inverse=True,
+                                       return_counts=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        out = (u[order], rank[inv.reshape(-1)].astype(npd))
+        return out + (cnt[order].astype(npd),) if counts else out
+
+    return run
+
+
+register_kernel("Unique")(_unique)
+register_kernel("UniqueWithCounts")(_unique)
+
+
+@register_kernel("LinSpace")
+def _linspace(op, ctx):
+    def run(start, stop, num):
+        n = int(num)
+        if n <= 0:
+            raise errors.InvalidArgumentError(
+                None, op, f"linspace: num must be positive, got {n} ({op.describe()})")
+        return np.linspace(start, stop, n, dtype=np.asarray(start).dtype)
+
+    return run

@@ -1,0 +1,26 @@
+"""``tw.linalg``: TensorFlow's ``tf.linalg`` namespace for the linear algebra tensorweave has
+(matrix products, identity matrices, norms, einsum). Imported on first use."""
+
+from tensorweave.framework.ops import convert_to_tensor, name_scope
+from tensorweave.ops.array_ops import eye, transpose
+from tensorweave.ops.math_ops import einsum, matmul, norm, tensordot
+from tensorweave.ops.nn_ops import l2_normalize
+
+__all__ = ["matmul", "eye", "norm", "einsum", "tensordot", "l2_normalize", "matrix_transpose",
+           "adjoint"]
+
+
+def matrix_transpose(a, name="matrix_transpose", conjugate=False):
+    """Swaps the last two axes (of a batch of matrices)."""
+    with name_scope(name, "matrix_transpose"):
+        a = convert_to_tensor(a)
+        rank = a.shape.ndims
+        if rank is None or rank < 2:
+            raise ValueError(f"matrix_transpose needs a tensor of known rank >= 2, got shape "
+                             f"{a.shape}")
+        return transpose(a, list(range(rank - 2)) + [rank - 1, rank - 2])
+
+
+def adjoint(matrix, name=None):
+    """The conjugate transpose; for the real dtypes tensorweave runs, the transpose."""
+    return matrix_transpose(matrix, name=name or "adjoint")
