@@ -443,3 +443,31 @@ def test_feedable_iterator_switches_by_string_handle():
             fh = sess.run(floats.string_handle())
             with pytest.raises(tw.errors.InvalidArgumentError, match="expects"):
                 sess.run(nxt, {handle: fh})
+
+
+def test_text_line_dataset_reads_files_in_order(tmp_path):
+    import gzip
+    (tmp_path / "a.txt").write_bytes(b"hello world\nsecond line\r\nno newline")
+    with gzip.open(tmp_path / "b.txt.gz", "wb") as f:
+        f.write(b"zipped\n")
+    plain = tw.data.TextLineDataset([str(tmp_path / "a.txt")])
+    zipped = tw.data.TextLineDataset(str(tmp_path / "b.txt.gz"), compression_type="GZIP")
+    words = plain.concatenate(zipped).map(
+        lambda s: tw.py_func(lambda b: np.int64(len(b.split())), [s], tw.int64))
+    lines = plain.concatenate(zipped).make_one_shot_iterator().get_next()
+    counts = words.make_one_shot_iterator().get_next()
+    assert lines.dtype == tw.string and lines.shape.as_list() == []
+    got_lines, got_counts = [], []
+    with tw.Session() as s:
+        for _ in range(4):
+            got_lines.append(s.run(lines).item())
+            got_counts.append(int(s.run(counts)))
+        with pytest.raises(tw.errors.OutOfRangeError):
+            s.run(lines)
+    assert got_lines == [b"hello world", b"second line", b"no newline", b"zipped"]
+    assert got_counts == [2, 2, 2, 1]
+    missing = tw.data.TextLineDataset(str(tmp_path / "nope.txt")).make_one_shot_iterator()
+    with tw.Session() as s, pytest.raises(tw.errors.NotFoundError, match="nope.txt"):
+        s.run(missing.get_next())
+    with pytest.raises(ValueError, match="compression_type"):
+        tw.data.TextLineDataset("x", compression_type="BZ2")

@@ -373,3 +373,35 @@ def test_saver_saves_and_restores_through_a_cluster_session(tmp_path):
     finally:
         first.shutdown()
         second.shutdown()
+
+
+def test_init_from_checkpoint_warm_starts_mapped_variables(tmp_path):
+    g = tw.Graph()
+    with g.as_default():
+        with tw.variable_scope("pretrained"):
+            tw.get_variable("kernel", initializer=np.full((2, 3), 5.0, np.float32))
+            tw.get_variable("bias", initializer=np.full(3, -1.0, np.float32))
+        saver = tw.train.Saver()
+        with tw.Session() as s:
+            s.run(tw.global_variables_initializer())
+            path = saver.save(s, str(tmp_path / "pre"))
+    g2 = tw.Graph()
+    with g2.as_default():
+        with tw.variable_scope("model/encoder"):
+            k2 = tw.get_variable("kernel", [2, 3], initializer=tw.zeros_initializer())
+            b2 = tw.get_variable("bias", [3], initializer=tw.zeros_initializer())
+        head = tw.Variable(np.ones(4, np.float32), name="head")
+        tw.train.init_from_checkpoint(str(tmp_path), {"pretrained/": "model/encoder/"})
+        single = tw.Variable(np.zeros(3, np.float32), name="single")
+        tw.train.init_from_checkpoint(path, {"pretrained/bias": single})
+        with pytest.raises(ValueError, match=r"shape \[2, 3\] in the checkpoint"):
+            tw.train.init_from_checkpoint(path, {"pretrained/kernel": "head"})
+        with pytest.raises(ValueError, match="'missing' is not in the checkpoint"):
+            tw.train.init_from_checkpoint(path, {"missing": "head"})
+        with tw.Session() as s:
+            s.run(tw.global_variables_initializer())
+            got = s.run([k2, b2, head, single])
+            single.load([7.0, 7.0, 7.0], s)  # load still writes the value given
+            assert s.run(single).tolist() == [7.0, 7.0, 7.0]
+    assert got[0].tolist() == [[5.0] * 3] * 2 and got[1].tolist() == [-1.0] * 3
+    assert got[2].tolist() == [1.0] * 4 and got[3].tolist() == [-1.0] * 3

@@ -81,6 +81,8 @@ def test_print_passes_the_value_through_and_prints_first_n(capfd):
     assert err.count("x: [1.0 2.0...][3]") == 2
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning",
+                            "ignore:invalid value:RuntimeWarning")  # log(0), log(-1): checked
 def test_check_numerics_and_its_gradient():
     x = tw.placeholder(tw.float32, [None])
     y = tw.check_numerics(tw.log(x), "log of x")
@@ -242,3 +244,109 @@ def test_conv1d_and_transposed_conv_layers():
         yv, rv, uv, gv = s.run([y, ref, up_valid, g], {x: xv, img: iv})
     np.testing.assert_allclose(yv, rv, rtol=1e-6)
     assert uv.shape == (2, 11, 11, 3) and gv.shape == (2, 5, 5, 2)
+
+
+X234 = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+SEQ = np.arange(20, dtype=np.float64).reshape(2, 5, 2)
+
+
+def _reverse_ref(x, lengths):
+    out = x.copy()
+    for b, n in enumerate(lengths):
+        out[b, :n] = x[b, :n][::-1]
+    return out
+
+
+MATRIX_CASES = [
+    OpCase("matrix_band_part", lambda x: tw.matrix_band_part(x, 1, 0),
+           lambda x: np.tril(x) - np.tril(x, -2), [(2, 3, 4)]),
+    OpCase("matrix_band_part_upper", lambda x: tw.linalg.band_part(x, 0, -1),
+           lambda x: np.triu(x), [(3, 3)]),
+    OpCase("matrix_diag", lambda d: tw.matrix_diag(d),
+           lambda d: d[..., None] * np.eye(3), [(2, 3)]),
+    OpCase("matrix_diag_part", lambda x: tw.matrix_diag_part(x),
+           lambda x: np.diagonal(x, axis1=-2, axis2=-1), [(2, 4, 3)]),
+    OpCase("matrix_set_diag", lambda x, d: tw.matrix_set_diag(x, d),
+           lambda x, d: x * (1 - np.eye(3)) + d[..., None] * np.eye(3), [(2, 3, 3), (2, 3)]),
+    OpCase("trace", lambda x: tw.trace(x), lambda x: np.trace(x, axis1=-2, axis2=-1),
+           [(2, 3, 3)]),
+    OpCase("reverse_sequence", lambda x: tw.reverse_sequence(x, [3, 5], seq_axis=1),
+           lambda x: _reverse_ref(x, [3, 5]), [(2, 5, 2)]),
+    OpCase("reverse_sequence_time_major",
+           lambda x: tw.reverse_sequence(x, [2, 4], seq_axis=0, batch_axis=1),
+           lambda x: _reverse_ref(x.transpose(1, 0, 2), [2, 4]).transpose(1, 0, 2), [(4, 2, 3)]),
+    OpCase("segment_mean", lambda x: tw.segment_mean(x, [0, 0, 2]),
+           lambda x: np.stack([x[:2].mean(0), np.zeros(2), x[2]]), [(3, 2)]),
+    OpCase("unsorted_segment_mean", lambda x: tw.unsorted_segment_mean(x, [1, 0, 1], 3),
+           lambda x: np.stack([x[1], (x[0] + x[2]) / 2, np.zeros(2)]), [(3, 2)]),
+]
+
+
+@pytest.mark.parametrize("case", MATRIX_CASES, ids=str)
+def test_matrix_sequence_and_segment_ops(case):
+    check_case(case)
+
+
+def test_diag_meshgrid_and_counting():
+    got = _run(dict(
+        diag=tw.diag([1, 2, 3]), diag_part=tw.diag_part(np.arange(9).reshape(3, 3)),
+        xy=tw.meshgrid([1, 2, 3], [4, 5]), ij=tw.meshgrid([1, 2, 3], [4, 5], indexing="ij"),
+        seg=tw.segment_sum([1.0, 2.0, 3.0, 4.0], [0, 0, 1, 3]),
+        count=tw.bincount([1, 1, 3, 0]), weighted=tw.bincount([1, 1, 3], [0.5, 0.5, 2.0],
+                                                              minlength=6),
+        capped=tw.bincount([1, 5, 9], maxlength=4),
+        cm=tw.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1]),
+        cm4=tw.confusion_matrix([0, 1], [1, 1], num_classes=4, weights=[2, 3]),
+    ))
+    assert got["diag"].tolist() == np.diag([1, 2, 3]).tolist()
+    assert got["diag_part"].tolist() == [0, 4, 8]
+    for g, r in zip(got["xy"], np.meshgrid([1, 2, 3], [4, 5])):
+        assert g.tolist() == r.tolist()
+    for g, r in zip(got["ij"], np.meshgrid([1, 2, 3], [4, 5], indexing="ij")):
+        assert g.tolist() == r.tolist()
+    assert got["seg"].tolist() == [3.0, 3.0, 0.0, 4.0]
+    assert got["count"].tolist() == [1, 2, 0, 1] and got["count"].dtype == np.int32
+    assert got["weighted"].tolist() == [0, 1, 0, 2, 0, 0]
+    assert got["capped"].tolist() == [0, 1, 0, 0]
+    assert got["cm"].tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    assert got["cm4"].tolist() == [[0, 2, 0, 0], [0, 3, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="rank >= 2"):
+        tw.matrix_band_part(tw.zeros([3]), -1, 0)
+    with pytest.raises(ValueError, match="indexing"):
+        tw.meshgrid([1], [2], indexing="xz")
+
+
+def test_nce_loss_trains_a_linear_classifier():
+    rng = np.random.default_rng(0)
+    classes, dim = 20, 16
+    centers = rng.standard_normal((classes, dim)).astype(np.float32)
+    ids = np.arange(200) % classes
+    xv = centers[ids] + 0.1 * rng.standard_normal((200, dim)).astype(np.float32)
+    x = tw.constant(xv)
+    w = tw.Variable(np.zeros((classes, dim), np.float32))
+    b = tw.Variable(np.zeros(classes, np.float32))
+    loss = tw.reduce_mean(tw.nn.nce_loss(w, b, tw.constant(ids[:, None].astype(np.int64)), x,
+                                         num_sampled=5, num_classes=classes, seed=1))
+    step = tw.train.AdamOptimizer(0.05).minimize(loss)
+    predicted = tw.argmax(tw.matmul(x, w, transpose_b=True) + b, 1)
+    with tw.Session() as s:
+        s.run(tw.global_variables_initializer())
+        first = s.run(loss)
+        for _ in range(150):
+            s.run(step)
+        last, pred = s.run([loss, predicted])
+    assert last < 0.5 * first
+    assert (pred == ids).mean() > 0.9  # the full softmax's choice, trained by NCE only
+
+
+def test_py_func_gets_bytes_for_strings_and_scalars_for_scalars():
+    seen = []
+
+    def f(name, n, words):
+        seen.append((type(name), type(n), words.dtype, list(words)))
+        return np.int64(len(name.decode()) + n)
+
+    out = tw.py_func(f, [tw.constant("abc"), tw.constant(2), tw.constant(["x", "yz"])],
+                     tw.int64)
+    assert _run(out) == 5
+    assert seen == [(bytes, np.int32, np.dtype(object), [b"x", b"yz"])]

@@ -3,6 +3,7 @@
 from tensorweave.data.dataset import (  # noqa: F401,E501
     Dataset,
     Iterator,
+    TextLineDataset,
     experimental,
     make_initializable_iterator,
     make_one_shot_iterator,

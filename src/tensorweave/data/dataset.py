@@ -502,6 +502,56 @@ def _flat_shapes(types, shapes):
     return [shapes]
 
 
+class TextLineDataset(_FromGenerator):
+    """The lines of one or more text files (``filenames``: a path or a list), as scalar
+    ``tw.string`` elements (bytes, line endings removed), file after file. Gzip-compressed
+    files with ``compression_type="GZIP"``. A missing file raises NotFoundError naming it
+    when the iterator reaches it.
+
+    Example::
+
+        lines = tw.data.TextLineDataset(["train.en"]).map(
+            lambda s: tw.py_func(lambda b: len(b.split()), [s], tw.int64))
+    """
+
+    def __init__(self, filenames, compression_type=None, buffer_size=None):
+        if isinstance(filenames, Tensor):
+            value = constant_value(filenames)
+            if value is None:
+                raise ValueError("TextLineDataset: filenames must be known when the dataset is "
+                                 "built (a path, a list of paths or a constant)")
+            filenames = value
+        names = [filenames] if isinstance(filenames, (str, bytes)) else list(
+            np.asarray(filenames).reshape(-1))
+        self._files = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        if compression_type not in (None, "", "GZIP", "ZLIB"):
+            raise ValueError(f"TextLineDataset: compression_type must be None, '', 'GZIP' or "
+                             f"'ZLIB', got {compression_type!r}")
+        self._compression = compression_type or None
+        super().__init__(self._lines, dtypes_lib.string, TensorShape([]), None)
+
+    def _open(self, path):
+        import gzip
+        import zlib
+        try:
+            if self._compression == "GZIP":
+                return gzip.open(path, "rb")
+            if self._compression == "ZLIB":
+                with open(path, "rb") as f:
+                    import io
+                    return io.BytesIO(zlib.decompress(f.read()))
+            return open(path, "rb")  # noqa: SIM115  (closed by _lines)
+        except FileNotFoundError:
+            raise errors.NotFoundError(None, None, f"TextLineDataset: {path}: No such file or "
+                                       "directory") from None
+
+    def _lines(self):
+        for path in self._files:
+            with self._open(path) as f:
+                for line in f:
+                    yield line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+
+
 class _Range(Dataset):
     def __init__(self, args, output_type):
         if not 1 <= len(args) <= 3:

@@ -141,4 +141,21 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
             labels=array_ops.stop_gradient(targets), logits=logits)
 
 
-__all__ = ["sampled_softmax_loss", "log_uniform_candidate_sampler"]
+def nce_loss(weights, biases, labels, inputs, num_sampled, num_classes, num_true=1,
+             sampled_values=None, remove_accidental_hits=False, partition_strategy="mod",
+             name="nce_loss", seed=None):
+    """Per-example noise-contrastive estimation loss, shape [batch] (Mnih and Teh 2012, as
+    word2vec trains): a logistic regression telling each true class (target ``1 /
+    num_true``) from ``num_sampled`` classes drawn from the log-uniform (Zipf) noise
+    distribution (target 0), each logit corrected by the log of its expected count. Same
+    arguments as :func:`sampled_softmax_loss`; for training only."""
+    with name_scope(name):
+        logits, targets = _compute_sampled_logits(
+            weights, biases, labels, inputs, num_sampled, num_classes, num_true, sampled_values,
+            remove_accidental_hits, partition_strategy, seed)
+        losses = nn_ops.sigmoid_cross_entropy_with_logits(
+            labels=array_ops.stop_gradient(targets), logits=logits)
+        return math_ops.reduce_sum(losses, [1])
+
+
+__all__ = ["sampled_softmax_loss", "nce_loss", "log_uniform_candidate_sampler"]

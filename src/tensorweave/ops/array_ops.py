@@ -1326,6 +1326,154 @@ def eye(num_rows, num_columns=None, batch_shape=None, dtype=dtypes.float32, name
         return m
 
 
+# --- matrices, grids, sequences (compositions: their gradients come from the parts) -------------
+def _last_two(x, what):
+    d = x.shape.as_list() if x.shape.ndims is not None else None
+    if d is None or len(d) < 2:
+        raise ValueError(f"{what} needs a tensor of known rank >= 2, got shape {x.shape}")
+    return d[-2], d[-1]
+
+
+def _eye_like(x, rows, cols):
+    """A [rows, cols] identity in x's dtype, static where the sizes are."""
+    if isinstance(rows, int) and isinstance(cols, int):
+        return constant(np.eye(rows, cols, dtype=x.dtype.as_numpy_dtype))
+    s = shape(x)
+    return eye(s[-2] if rows is None else rows, s[-1] if cols is None else cols,
+               dtype=x.dtype)
+
+
+def matrix_band_part(input, num_lower, num_upper, name=None):  # noqa: A002
+    """Keeps, in each innermost matrix, the ``num_lower`` diagonals below the main one and
+    ``num_upper`` above it (negative: all of them), zeroing the rest; ``(-1, 0)`` is the lower
+    triangle, e.g. a causal attention mask."""
+    from tensorweave.ops import math_ops
+    with name_scope(name, "MatrixBandPart"):
+        x = convert_to_tensor(input)
+        _last_two(x, "matrix_band_part")
+        s = shape(x)
+        r = expand_dims(range(0, s[-2], 1), 1)
+        c = expand_dims(range(0, s[-1], 1), 0)
+        lo = convert_to_tensor(num_lower, dtype=dtypes.int32)
+        up = convert_to_tensor(num_upper, dtype=dtypes.int32)
+        keep = math_ops.logical_and(
+            math_ops.logical_or(lo < 0, r - c <= lo), math_ops.logical_or(up < 0, c - r <= up))
+        return math_ops.where(broadcast_to(keep, s), x, zeros_like(x))
+
+
+def matrix_diag(diagonal, name=None):
+    """[..., n] -> [..., n, n] matrices with ``diagonal`` on their main diagonal."""
+    with name_scope(name, "MatrixDiag"):
+        d = convert_to_tensor(diagonal)
+        if d.shape.ndims is None or d.shape.ndims < 1:
+            raise ValueError(f"matrix_diag needs a tensor of known rank >= 1, got {d.shape}")
+        n = d.shape.as_list()[-1]
+        e = constant(np.eye(n, dtype=d.dtype.as_numpy_dtype)) if n is not None else \
+            eye(shape(d)[-1], dtype=d.dtype)
+        return expand_dims(d, -1) * e
+
+
+def matrix_diag_part(input, name=None):  # noqa: A002
+    """[..., m, n] -> [..., min(m, n)]: the main diagonal of each innermost matrix."""
+    from tensorweave.ops import math_ops
+    with name_scope(name, "MatrixDiagPart"):
+        x = convert_to_tensor(input)
+        m, n = _last_two(x, "matrix_diag_part")
+        full = math_ops.reduce_sum(x * _eye_like(x, m, n), -1)
+        if m is not None and n is not None and n < m:
+            return full[..., :n]
+        return full
+
+
+def matrix_set_diag(input, diagonal, name=None):  # noqa: A002
+    """``input`` with the main diagonal of each innermost (square) matrix replaced."""
+    with name_scope(name, "MatrixSetDiag"):
+        x = convert_to_tensor(input)
+        m, n = _last_two(x, "matrix_set_diag")
+        e = _eye_like(x, m, n)
+        return x * (1 - e) + matrix_diag(convert_to_tensor(diagonal, dtype=x.dtype))
+
+
+def diag(diagonal, name=None):
+    """A vector's square diagonal matrix (TF1's ``tf.diag`` for rank 1)."""
+    d = convert_to_tensor(diagonal)
+    if d.shape.ndims != 1:
+        raise ValueError(f"diag: only vectors (rank 1) are supported here, got shape {d.shape}")
+    return matrix_diag(d, name=name or "Diag")
+
+
+def diag_part(input, name=None):  # noqa: A002
+    """The diagonal of a square matrix (TF1's ``tf.diag_part`` for rank 2)."""
+    x = convert_to_tensor(input)
+    if x.shape.ndims != 2:
+        raise ValueError(f"diag_part: only matrices (rank 2) are supported here, got shape "
+                         f"{x.shape}")
+    return matrix_diag_part(x, name=name or "DiagPart")
+
+
+def meshgrid(*args, **kwargs):
+    """Coordinate grids from 1-D tensors: ``indexing="xy"`` (default: the first two outputs
+    are [len(y), len(x)]) or ``"ij"`` (matrix indexing)."""
+    indexing = kwargs.pop("indexing", "xy")
+    name = kwargs.pop("name", "meshgrid")
+    if kwargs:
+        raise TypeError(f"meshgrid: unknown arguments {sorted(kwargs)}")
+    if indexing not in ("xy", "ij"):
+        raise ValueError(f"meshgrid: indexing must be 'xy' or 'ij', got {indexing!r}")
+    with name_scope(name, "meshgrid"):
+        xs = [reshape(convert_to_tensor(a), [-1]) for a in args]
+        n = len(xs)
+        if n < 2:
+            return xs
+        shapes = []
+        for i in builtins_range(n):
+            s = [1] * n
+            s[i] = -1
+            shapes.append(s)
+        if indexing == "xy":
+            shapes[0][0], shapes[0][1] = 1, -1
+            shapes[1][0], shapes[1][1] = -1, 1
+        grids = [reshape(x, s) for x, s in zip(xs, shapes)]
+        full = [size(x) for x in xs]
+        if indexing == "xy":
+            full[0], full[1] = full[1], full[0]
+        target = stack(full)
+        return [broadcast_to(g, target) for g in grids]
+
+
+def reverse_sequence(input, seq_lengths, seq_axis=None, batch_axis=None, name=None,  # noqa: A002
+                     seq_dim=None, batch_dim=None):
+    """Reverses the first ``seq_lengths[b]`` entries along ``seq_axis`` of each batch
+    element ``b`` (along ``batch_axis``); the rest stay in place. The building block of
+    bidirectional RNNs over padded batches."""
+    seq_axis = seq_dim if seq_axis is None else seq_axis
+    batch_axis = 0 if batch_axis is None and batch_dim is None else (
+        batch_dim if batch_axis is None else batch_axis)
+    if seq_axis is None:
+        raise ValueError("reverse_sequence: seq_axis is required")
+    from tensorweave.ops import math_ops
+    with name_scope(name, "ReverseSequence"):
+        x = convert_to_tensor(input)
+        rank = x.shape.ndims
+        if rank is None or rank < 2:
+            raise ValueError(f"reverse_sequence needs a tensor of known rank >= 2, got "
+                             f"{x.shape}")
+        sa, ba = seq_axis % rank, batch_axis % rank
+        if sa == ba:
+            raise ValueError("reverse_sequence: seq_axis and batch_axis must differ")
+        perm = [ba, sa] + [i for i in builtins_range(rank) if i not in (ba, sa)]
+        xt = transpose(x, perm)
+        s = shape(xt)
+        lengths = math_ops.cast(convert_to_tensor(seq_lengths), dtypes.int32)
+        t = expand_dims(range(0, s[1], 1), 0)  # [1, T]
+        n = expand_dims(lengths, 1)  # [B, 1]
+        src = math_ops.where(t < n, n - 1 - t, t + 0 * n)  # [B, T]
+        b = expand_dims(range(0, s[0], 1), 1) + 0 * src
+        out = gather_nd(xt, stack([b, src], axis=-1))
+        inv = [perm.index(i) for i in builtins_range(rank)]
+        return transpose(out, inv)
+
+
 # --- shape helpers for gradients ----------------------------------------------------------------
 @register_op("ShapeN")
 def _shape_n_infer(op):
@@ -1373,5 +1521,7 @@ __all__ = [
     "concat", "split", "stack", "unstack", "slice", "strided_slice", "gather", "gather_nd",
     "scatter_nd", "dynamic_stitch", "boolean_mask", "pad", "tile", "expand_dims", "squeeze",
     "reverse", "reverse_v2", "range", "one_hot", "sequence_mask", "broadcast_gradient_args",
-    "unique", "unique_with_counts", "linspace", "lin_space", "eye",
+    "unique", "unique_with_counts", "linspace", "lin_space", "eye", "matrix_band_part",
+    "matrix_diag", "matrix_diag_part", "matrix_set_diag", "diag", "diag_part", "meshgrid",
+    "reverse_sequence",
 ]

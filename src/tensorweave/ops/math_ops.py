@@ -556,6 +556,96 @@ def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None,  # noqa: 
                          f"> 0, got {ord!r}")
 
 
+def _segment_count(segment_ids, num_segments, dtype):
+    from tensorweave.ops import array_ops
+    ones = array_ops.ones_like(segment_ids, dtype=dtype)
+    return array_ops.unsorted_segment_sum(ones, segment_ids, num_segments)
+
+
+def _per_segment(counts, data):
+    """Counts [num_segments] reshaped to broadcast against segment sums of ``data``."""
+    from tensorweave.ops import array_ops
+    extra = data.shape.ndims - 1 if data.shape.ndims is not None else None
+    if extra is None:
+        raise ValueError(f"segment means need data of known rank, got {data.shape}")
+    return array_ops.reshape(counts, [-1] + [1] * extra)
+
+
+def unsorted_segment_mean(data, segment_ids, num_segments, name=None):
+    """The mean of the rows of ``data`` in each of ``num_segments`` segments (0 for an empty
+    segment)."""
+    from tensorweave.ops import array_ops
+    with name_scope(name, "UnsortedSegmentMean"):
+        data = convert_to_tensor(data)
+        total = array_ops.unsorted_segment_sum(data, segment_ids, num_segments)
+        n = _segment_count(convert_to_tensor(segment_ids), num_segments, data.dtype)
+        return div_no_nan(total, _per_segment(n, data))
+
+
+def segment_sum(data, segment_ids, name=None):
+    """Sums the rows of ``data`` per segment id (sorted ids; ``max(ids) + 1`` segments)."""
+    from tensorweave.ops import array_ops
+    with name_scope(name, "SegmentSum"):
+        ids = convert_to_tensor(segment_ids)
+        return array_ops.unsorted_segment_sum(data, ids, cast(reduce_max(ids), dtypes.int32) + 1)
+
+
+def segment_mean(data, segment_ids, name=None):
+    """The mean of the rows of ``data`` per segment id (sorted ids)."""
+    with name_scope(name, "SegmentMean"):
+        ids = convert_to_tensor(segment_ids)
+        return unsorted_segment_mean(data, ids, cast(reduce_max(ids), dtypes.int32) + 1)
+
+
+def bincount(arr, weights=None, minlength=None, maxlength=None, dtype=dtypes.int32,
+             name=None):
+    """How often each value 0, 1, ... occurs in the non-negative int ``arr`` (or the sum of
+    ``weights`` at its positions): length ``max(arr) + 1``, at least ``minlength``, at most
+    ``maxlength`` (larger values are dropped)."""
+    from tensorweave.ops import array_ops
+    with name_scope(name, "bincount"):
+        a = cast(array_ops.reshape(convert_to_tensor(arr), [-1]), dtypes.int32)
+        n = maximum(cast(reduce_max(array_ops.concat([a, [-1]], 0)), dtypes.int32) + 1, 0)
+        if minlength is not None:
+            n = maximum(n, minlength)
+        if maxlength is not None:
+            n = minimum(n, maxlength)
+            a = where(a < maxlength, a, -array_ops.ones_like(a))  # dropped below
+        out_dtype = dtypes.as_dtype(dtype) if weights is None else \
+            convert_to_tensor(weights).dtype
+        w = array_ops.ones_like(a, dtype=dtypes.float64) if weights is None else \
+            array_ops.reshape(cast(convert_to_tensor(weights), dtypes.float64), [-1])
+        keep = a >= 0
+        counts = array_ops.unsorted_segment_sum(
+            where(keep, w, array_ops.zeros_like(w)), where(keep, a, array_ops.zeros_like(a)), n)
+        return cast(counts, out_dtype)
+
+
+def confusion_matrix(labels, predictions, num_classes=None, weights=None, dtype=dtypes.int32,
+                     name=None):
+    """``[num_classes, num_classes]`` counts (or summed ``weights``): row = label, column =
+    prediction. Without ``num_classes``, ``max(labels, predictions) + 1``."""
+    from tensorweave.ops import array_ops
+    with name_scope(name, "confusion_matrix"):
+        lab = cast(array_ops.reshape(convert_to_tensor(labels), [-1]), dtypes.int32)
+        pred = cast(array_ops.reshape(convert_to_tensor(predictions), [-1]), dtypes.int32)
+        n = (maximum(reduce_max(lab), reduce_max(pred)) + 1 if num_classes is None
+             else convert_to_tensor(num_classes, dtype=dtypes.int32))
+        flat = bincount(lab * n + pred, weights=weights, minlength=n * n, maxlength=n * n,
+                        dtype=dtype)
+        out = array_ops.reshape(flat, array_ops.stack([n, n]))
+        if isinstance(num_classes, int):
+            out.set_shape([num_classes, num_classes])
+        return out
+
+
+def trace(x, name=None):
+    """The sum of the main diagonal of each innermost matrix."""
+    from tensorweave.ops import array_ops
+    with name_scope(name, "Trace"):
+        return reduce_sum(array_ops.matrix_diag_part(x), -1)
+
+
 def count_nonzero(input_tensor, axis=None, keepdims=False, dtype=dtypes.int64, name=None,
                   reduction_indices=None, keep_dims=None):
     """Number of non-zero elements over ``axis``, as ``dtype`` (int64)."""
@@ -762,5 +852,6 @@ __all__ = [
     "logical_or", "logical_not", "logical_xor", "where", "where_v2", "clip_by_value", "matmul",
     "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_all",
     "reduce_any", "reduce_logsumexp", "reduce_euclidean_norm", "count_nonzero", "argmax",
-    "argmin", "cumsum", "cumprod", "tensordot", "einsum", "norm",
+    "argmin", "cumsum", "cumprod", "tensordot", "einsum", "norm", "segment_sum",
+    "segment_mean", "unsorted_segment_mean", "bincount", "confusion_matrix", "trace",
 ]

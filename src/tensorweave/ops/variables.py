@@ -59,6 +59,7 @@ class Variable:
                 self._initializer_op = state_ops.assign(
                     self._variable, self._initial_value, validate_shape=validate_shape,
                     name="Assign").op
+                self._assign_initial = self._initializer_op
                 self._snapshot = _identity(self._variable, "read")
         g = self._variable.graph
         for c in collections:
@@ -150,7 +151,8 @@ class Variable:
         session = session or ops.get_default_session()
         if session is None:
             raise ValueError("Variable.load needs a session: pass session= or use one as default")
-        session.run(self._initializer_op, {self._initial_value: value})
+        # the assign from the initial value (init_from_checkpoint may replace the initializer)
+        session.run(self._assign_initial, {self._initial_value: value})
 
     def set_shape(self, shape):
         self._variable.set_shape(shape)

@@ -686,7 +686,66 @@ def export_meta_graph_dict(graph, clear_devices=False):
     return {"format": "tensorweave-meta-v1", "nodes": nodes, "collections": collections}
 
 
+def init_from_checkpoint(ckpt_dir_or_file, assignment_map):
+    """Makes the initializers of existing variables load values from a checkpoint (TF1's
+    warm start, e.g. fine-tuning a pre-trained model): call it before
+    ``tw.global_variables_initializer()``; restored variables then start from the checkpoint,
+    the others from their own initializers.
+
+    ``assignment_map`` maps checkpoint names to graph names (or variables):
+    ``{"bert/": "bert/"}`` or ``{"old_scope/": "new_scope/"}`` for every variable under a
+    scope, ``{"layer/kernel": "encoder/layer/kernel"}`` or ``{"layer/kernel": variable}`` for
+    one. Every named variable must exist in both, with the same shape: anything else raises
+    ValueError naming it, before any initializer is changed."""
+    from tensorweave.ops import state_ops
+    from tensorweave.ops.variables import Variable
+    path = _resolve(ckpt_dir_or_file)
+    graph_vars = {v.op.name: v for v in ops.get_collection(GraphKeys.GLOBAL_VARIABLES) +
+                  ops.get_collection(GraphKeys.LOCAL_VARIABLES) if isinstance(v, Variable)}
+    with load_checkpoint(path) as reader:
+        ckpt_shapes = reader.get_variable_to_shape_map()
+        plan = []  # (variable, checkpoint name)
+        for src, dst in assignment_map.items():
+            if isinstance(dst, Variable):
+                plan.append((dst, src))
+                continue
+            if not isinstance(dst, str) or not isinstance(src, str):
+                raise ValueError(f"init_from_checkpoint: assignment_map entries must be names "
+                                 f"or variables, got {src!r}: {dst!r}")
+            if src.endswith("/") or src == "":  # a scope: every variable under it
+                want = "" if dst in ("/", "") else dst
+                have = "" if src in ("/", "") else src
+                found = [(v, have + name[len(want):]) for name, v in sorted(graph_vars.items())
+                         if name.startswith(want) and have + name[len(want):] in ckpt_shapes]
+                if not found:
+                    raise ValueError(f"init_from_checkpoint: no variable under {dst!r} has a "
+                                     f"counterpart under {src!r} in {path}")
+                plan.extend(found)
+            else:
+                name = dst[:-2] if dst.endswith(":0") else dst
+                if name not in graph_vars:
+                    raise ValueError(f"init_from_checkpoint: the graph has no variable {name!r}")
+                plan.append((graph_vars[name], src))
+        problems = []
+        for v, src in plan:
+            if src not in ckpt_shapes:
+                problems.append(f"{src!r} is not in the checkpoint")
+            elif not v.shape.is_compatible_with(ckpt_shapes[src]):
+                problems.append(f"{src!r} has shape {list(ckpt_shapes[src])} in the checkpoint "
+                                f"but {v.op.name!r} has shape {v.shape}")
+        if problems:
+            raise ValueError(f"init_from_checkpoint from {path}: {'; '.join(problems)}")
+        for v, src in plan:
+            value = reader.get_tensor(src).astype(v.dtype.base_dtype.as_numpy_dtype,
+                                                  copy=False)
+            with ops.name_scope(None), v.graph.as_default(), ops.control_dependencies(None):
+                from tensorweave.framework.constant_op import constant
+                init = constant(value, name=f"{v.op.name}/checkpoint_initializer/value")
+                v._initializer_op = state_ops.assign(
+                    v._variable, init, name=f"{v.op.name}/checkpoint_initializer").op
+
+
 __all__ = ["Saver", "CheckpointState", "CheckpointReader", "NewCheckpointReader",
            "latest_checkpoint", "get_checkpoint_state", "update_checkpoint_state",
            "checkpoint_exists", "list_variables", "load_variable", "load_checkpoint",
-           "get_checkpoint_mtimes", "remove_checkpoint"]
+           "get_checkpoint_mtimes", "remove_checkpoint", "init_from_checkpoint"]

@@ -10,6 +10,16 @@ from tensorweave.framework import errors
 from tensorweave.framework.registry import register_kernel
 
 
+def _as_python_arg(x):
+    """What TF1's py_func passes: NumPy arrays, strings as ``bytes`` (a scalar string as one
+    ``bytes`` object), scalars as NumPy scalars."""
+    a = np.asarray(x)
+    if a.dtype.kind == "U":
+        a = np.array([s.encode() for s in a.reshape(-1).tolist()], dtype=object).reshape(
+            a.shape)
+    return a[()] if a.ndim == 0 else a
+
+
 def _py_func(op, ctx):
     token = op.attrs["token"]
     func = getattr(op.graph, "_py_funcs", {}).get(token)
@@ -22,7 +32,7 @@ def _py_func(op, ctx):
                 "available in this process: a py_func's function is not part of a GraphDef. "
                 "Build the graph with tw.py_func in the process that runs it.")
         try:
-            result = func(*xs)
+            result = func(*(_as_python_arg(x) for x in xs))
         except Exception as e:  # noqa: BLE001  (reported as the op's error, with its cause)
             name = getattr(func, "__name__", repr(func))
             raise errors.UnknownError(
