@@ -41,6 +41,8 @@ def worker(framework, threads):
     """Serves build/time/profile requests, one JSON line each way, until 'quit'."""
     out = sys.stdout
     sys.stdout = sys.stderr  # library chatter must not corrupt the protocol
+    if os.environ.get("TW_BENCH_CPU"):  # before any framework starts its threads
+        os.sched_setaffinity(0, {int(os.environ["TW_BENCH_CPU"])})
     W.set_threads(framework, threads)
     cases = {}
     for line in sys.stdin:
@@ -207,12 +209,29 @@ class Worker:
         self.proc.wait(timeout=30)
 
 
+PIN_CPU = None  # the CPU every 1-thread worker runs on (set by main unless --no-pin)
+
+
+def pin_cpu():
+    """The CPU to pin 1-thread workers to: the last one this process may use."""
+    try:
+        return max(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def worker_env(threads):
     """A worker's environment: quiet TF; with ``threads``, NumPy's OpenBLAS pool is sized
-    before NumPy loads (threadpoolctl re-applies it and reports it)."""
+    before NumPy loads (threadpoolctl re-applies it and reports it). With one thread each,
+    every worker is pinned to the same CPU (``TW_BENCH_CPU``): on this shared 2-core machine
+    the cores are not equally fast at a given moment, and unpinned the tw/TF MLP ratio ranged
+    0.89-1.21x over seven runs within an hour (2026-11-29); pinned, 0.94-1.07x over four."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TW_BENCH_CPU", None)
     if threads:
         env["OPENBLAS_NUM_THREADS"] = str(threads)
+    if threads == 1 and PIN_CPU is not None:
+        env["TW_BENCH_CPU"] = str(PIN_CPU)
     return env
 
 
@@ -508,7 +527,9 @@ def report(args, runs, imports, memory, info, log):
              f"- machine: {info.get('cpu', '?')}, {info['cores']} cores, {info['platform']}, "
              f"Python {info['python']}",
              f"- load before: `{info['uptime']}`",
-             f"- BLAS env for this run: {info['openblas_env']} (make bench unsets both)"]
+             f"- BLAS env for this run: {info['openblas_env']} (make bench unsets both)",
+             f"- 1-thread workers pinned to CPU {PIN_CPU} (all frameworks on the same core)"
+             if PIN_CPU is not None else "- workers not pinned (--no-pin)"]
     verdicts_all = {}
     for threads, (res, profiles, blas, after) in runs.items():
         der = derived(res)
@@ -571,12 +592,16 @@ def main(argv=None):
     ap.add_argument("--workloads", default=",".join(W.WORKLOADS))
     ap.add_argument("--frameworks", default=",".join(W.FRAMEWORKS))
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="let the scheduler place 1-thread workers (default: all on one CPU)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.md"))
     args = ap.parse_args(argv)
     if args.worker:
         worker(args.worker, int(args.threads))
         return
     args.threads = [int(t) for t in args.threads.split(",")]
+    global PIN_CPU
+    PIN_CPU = None if args.no_pin else pin_cpu()
     if args.quick:
         args.reps = 3
     log = print
