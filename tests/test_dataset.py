@@ -460,7 +460,7 @@ def test_text_line_dataset_reads_files_in_order(tmp_path):
     got_lines, got_counts = [], []
     with tw.Session() as s:
         for _ in range(4):
-            got_lines.append(s.run(lines).item())
+            got_lines.append(s.run(lines))  # bytes, as TF1 fetches a string scalar
             got_counts.append(int(s.run(counts)))
         with pytest.raises(tw.errors.OutOfRangeError):
             s.run(lines)

@@ -100,7 +100,7 @@ def test_float_images_are_rescaled():
     with g.as_default():
         s = tw.summary.image("im", tw.constant([[[[0.0], [0.5], [1.0]]]]), max_outputs=1)
         with tw.Session() as sess:
-            summ = tw.summary.Summary.FromString(sess.run(s).item())
+            summ = tw.summary.Summary.FromString(sess.run(s))
     assert summ.value[0].tag == "im/image"
     pytest.importorskip("PIL")
     import io
@@ -146,7 +146,7 @@ def test_scalar_summaries_use_name_scopes_and_families():
         s2 = tw.summary.scalar("acc", tw.constant(0.7))
         s3 = tw.summary.scalar("lr", tw.constant(0.1), family="opt")
         with tw.Session() as sess:
-            tags = [tw.summary.Summary.FromString(v.item()).value[0].tag
+            tags = [tw.summary.Summary.FromString(v).value[0].tag
                     for v in sess.run([s1, s2, s3])]
     assert tags == ["eval/acc", "acc", "opt/lr"]
 

@@ -350,3 +350,19 @@ def test_py_func_gets_bytes_for_strings_and_scalars_for_scalars():
                      tw.int64)
     assert _run(out) == 5
     assert seen == [(bytes, np.int32, np.dtype(object), [b"x", b"yz"])]
+
+
+def test_strings_are_bytes_as_in_tensorflow():
+    """tw.string holds bytes: a fetched string scalar is a ``bytes`` object, arrays are object
+    arrays of bytes; str constants and feeds are encoded as UTF-8 (before, fetches came back
+    as NumPy unicode arrays and ``.decode()`` failed)."""
+    p = tw.placeholder(tw.string, [None])
+    same = tw.equal(p, tw.constant(["a", "é"]))
+    with tw.Session() as s:
+        scalar = s.run(tw.constant("héllo"))
+        arr, eq = s.run([tw.constant([["a", "b"]]), same], {p: ["a", "é".encode()]})
+        fed = s.run(tw.identity(p), {p: np.array(["x", "yz"])})
+    assert scalar == "héllo".encode() and scalar.decode() == "héllo"
+    assert arr.dtype == object and arr.tolist() == [[b"a", b"b"]]
+    assert eq.tolist() == [True, True]
+    assert fed.tolist() == [b"x", b"yz"]

@@ -757,6 +757,16 @@ def convert_to_tensor_or_indexed_slices(value, dtype=None, name=None):
     return convert_to_tensor(value, dtype, name)
 
 
+def string_array(value) -> np.ndarray:
+    """``value`` as tensorweave holds ``tw.string`` data, TensorFlow's way: an object array of
+    ``bytes`` (``str`` encoded as UTF-8)."""
+    a = np.asarray(value, dtype=object)
+    flat = [x.encode("utf-8") if isinstance(x, str) else x for x in a.reshape(-1).tolist()]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(a.shape)
+
+
 def numpy_value(value, dtype=None) -> np.ndarray:
     """Converts a Python/NumPy value to an ndarray with TensorFlow's default dtypes
     (Python floats become float32, ints int32), checking that ``dtype`` loses nothing."""
@@ -767,16 +777,18 @@ def numpy_value(value, dtype=None) -> np.ndarray:
     else:
         arr = np.asarray(value)
         if dtype is None:
+            if arr.dtype.kind in "US":
+                return string_array(arr)
             if arr.dtype == np.float64:
                 arr = arr.astype(np.float32)
             elif arr.dtype == np.int64:
                 if arr.size == 0 or (arr.min() >= -2**31 and arr.max() < 2**31):
                     arr = arr.astype(np.int32)
     if dtype is None:
-        return arr
+        return string_array(arr) if arr.dtype.kind in "US" else arr
     npd = dtype.as_numpy_dtype
     if dtype is _dtypes.string:
-        return arr.astype(object)
+        return string_array(arr)
     if arr.dtype.kind == "f" and dtype.is_integer:
         if not np.all(np.equal(np.mod(arr, 1), 0)):
             raise TypeError(f"Expected {dtype.name}, got {value!r} of type "

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from tensorweave.framework import errors, ops
+from tensorweave.framework import dtypes, errors, ops
 from tensorweave.framework.device import DeviceSpec
 from tensorweave.framework.ops import IndexedSlices, Operation, Tensor
 from tensorweave.framework.registry import get_kernel_factory
@@ -254,6 +254,16 @@ class BaseSession:
         else:
             def build(out):
                 return inner([None if p is None else out[p] for p in picks])
+        strings = [i for i, t in enumerate(fetch_tensors) if t.dtype == dtypes.string]
+        if strings:  # TensorFlow's fetches: a string scalar as bytes, arrays of bytes objects
+            plain = build
+
+            def build(out):
+                out = list(out)
+                for i in strings:
+                    a = ops.string_array(out[i])
+                    out[i] = a.item() if a.ndim == 0 else a
+                return plain(out)
 
         specs = [(order.index(t), t, t.dtype.as_numpy_dtype, t.shape.as_tuple())
                  for t in feed_tensors]
@@ -348,7 +358,11 @@ def _signature(fetches, feed_dict):
 
 def _check_feed(t, npd, shp, v):
     """Converts a fed value to the tensor's dtype and checks it against the static shape."""
-    if type(v) is not np.ndarray or v.dtype != npd:
+    if npd is np.object_ or npd == np.dtype(object):  # strings: bytes objects, as TF holds them
+        if isinstance(v, Tensor):
+            raise TypeError(f"The value of a feed cannot be a tw.Tensor object ({v.name}).")
+        v = ops.string_array(v)
+    elif type(v) is not np.ndarray or v.dtype != npd:
         if isinstance(v, Tensor):
             raise TypeError(f"The value of a feed cannot be a tw.Tensor object ({v.name}). "
                             "Acceptable feed values include Python scalars, strings, lists, "
