@@ -108,3 +108,18 @@ def test_sparse_xent_negative_label_is_named():
         with pytest.raises(tw.errors.InvalidArgumentError, match=r"label value of -1 .*\[0, 4\)"):
             s.run(loss, {labels: [0, -1, 3]})
         assert s.run(loss, {labels: [0, 1, 3]}).shape == (3,)
+
+
+def test_split_kernels_slice_views_and_check_sizes():
+    x = tw.placeholder(tw.float32, None)
+    a, b, c = tw.split(x, 3, axis=-1)
+    p, q = tw.split(x, [1, -1], axis=0)
+    v = np.arange(12, dtype=np.float32).reshape(2, 6)
+    with tw.Session() as s:
+        got = s.run([a, b, c, p, q], {x: v})
+        with pytest.raises(tw.errors.InvalidArgumentError, match="evenly divide"):
+            s.run(a, {x: np.zeros((2, 5), np.float32)})
+        with pytest.raises(tw.errors.InvalidArgumentError, match="do not sum"):
+            s.run(p, {x: np.zeros((0, 2), np.float32)})
+    for g, w in zip(got, np.split(v, 3, axis=-1) + np.split(v, [1], axis=0)):
+        np.testing.assert_array_equal(g, w)
