@@ -39,6 +39,16 @@ _SIGNATURES = {
                    "epsilon", "grad"], 3),
     "SparseApplyAdam": (["var", "m", "v", "beta1_power", "beta2_power", "lr", "beta1", "beta2",
                          "epsilon", "grad", "indices"], 3),
+    "ApplyAdadelta": (["var", "accum", "accum_update", "lr", "rho", "epsilon", "grad"], 3),
+    "SparseApplyAdadelta": (["var", "accum", "accum_update", "lr", "rho", "epsilon", "grad",
+                             "indices"], 3),
+    "ApplyProximalGradientDescent": (["var", "alpha", "l1", "l2", "delta"], 1),
+    "ApplyProximalAdagrad": (["var", "accum", "lr", "l1", "l2", "grad"], 2),
+    "SparseApplyProximalAdagrad": (["var", "accum", "lr", "l1", "l2", "grad", "indices"], 2),
+    "ApplyFtrlV2": (["var", "accum", "linear", "grad", "lr", "l1", "l2", "l2_shrinkage",
+                     "lr_power"], 3),
+    "SparseApplyFtrlV2": (["var", "accum", "linear", "grad", "indices", "lr", "l1", "l2",
+                           "l2_shrinkage", "lr_power"], 3),
 }
 
 
@@ -188,7 +198,61 @@ def sparse_apply_adam(var, m, v, beta1_power, beta2_power, lr, beta1, beta2, eps
                   {"use_locking": use_locking}, name)
 
 
+def apply_adadelta(var, accum, accum_update, lr, rho, epsilon, grad, use_locking=False,
+                   name=None):
+    """``accum = rho * accum + (1 - rho) * grad^2``; ``update = sqrt(accum_update + eps) /
+    sqrt(accum + eps) * grad``; ``accum_update = rho * accum_update + (1 - rho) * update^2``;
+    ``var -= lr * update`` (Zeiler 2012)."""
+    return _apply("ApplyAdadelta", [var, accum, accum_update], [lr, rho, epsilon, grad],
+                  {"use_locking": use_locking}, name)
+
+
+def sparse_apply_adadelta(var, accum, accum_update, lr, rho, epsilon, grad, indices,
+                          use_locking=False, name=None):
+    """:func:`apply_adadelta` on the rows ``indices``."""
+    return _apply("SparseApplyAdadelta", [var, accum, accum_update],
+                  [lr, rho, epsilon, grad, indices], {"use_locking": use_locking}, name)
+
+
+def apply_proximal_gradient_descent(var, alpha, l1, l2, delta, use_locking=False, name=None):
+    """A gradient step, then the proximal map of ``l1 |w| + l2/2 w^2``: ``prox = var - alpha *
+    delta``; ``var = sign(prox) * max(|prox| - alpha * l1, 0) / (1 + alpha * l2)``."""
+    return _apply("ApplyProximalGradientDescent", [var], [alpha, l1, l2, delta],
+                  {"use_locking": use_locking}, name)
+
+
+def apply_proximal_adagrad(var, accum, lr, l1, l2, grad, use_locking=False, name=None):
+    """Adagrad's step (per-element rate ``lr / sqrt(accum)``), then the same proximal map."""
+    return _apply("ApplyProximalAdagrad", [var, accum], [lr, l1, l2, grad],
+                  {"use_locking": use_locking}, name)
+
+
+def sparse_apply_proximal_adagrad(var, accum, lr, l1, l2, grad, indices, use_locking=False,
+                                  name=None):
+    """:func:`apply_proximal_adagrad` on the rows ``indices``."""
+    return _apply("SparseApplyProximalAdagrad", [var, accum], [lr, l1, l2, grad, indices],
+                  {"use_locking": use_locking}, name)
+
+
+def apply_ftrl_v2(var, accum, linear, grad, lr, l1, l2, l2_shrinkage, lr_power,
+                  use_locking=False, name=None):
+    """FTRL-Proximal (McMahan et al. 2013), TensorFlow's ``ApplyFtrlV2``."""
+    return _apply("ApplyFtrlV2", [var, accum, linear], [grad, lr, l1, l2, l2_shrinkage,
+                                                          lr_power],
+                  {"use_locking": use_locking}, name)
+
+
+def sparse_apply_ftrl_v2(var, accum, linear, grad, indices, lr, l1, l2, l2_shrinkage, lr_power,
+                         use_locking=False, name=None):
+    """:func:`apply_ftrl_v2` on the rows ``indices``."""
+    return _apply("SparseApplyFtrlV2", [var, accum, linear],
+                  [grad, indices, lr, l1, l2, l2_shrinkage, lr_power],
+                  {"use_locking": use_locking}, name)
+
+
 __all__ = ["apply_gradient_descent", "apply_momentum", "sparse_apply_momentum", "apply_adagrad",
            "sparse_apply_adagrad", "apply_rms_prop", "sparse_apply_rms_prop",
            "apply_centered_rms_prop", "sparse_apply_centered_rms_prop", "apply_adam",
-           "sparse_apply_adam"]
+           "sparse_apply_adam", "apply_adadelta", "sparse_apply_adadelta",
+           "apply_proximal_gradient_descent", "apply_proximal_adagrad",
+           "sparse_apply_proximal_adagrad", "apply_ftrl_v2", "sparse_apply_ftrl_v2"]

@@ -1,5 +1,5 @@
 """The TF1 optimizers: gradient descent, momentum (and Nesterov), Adagrad, RMSProp (with
-momentum, centered) and Adam. Each update is one fused op from ``ops/training_ops.py`` whose
+momentum, centered), Adam, Adadelta, the proximal ones (L1/L2) and FTRL. Each update is one fused op from ``ops/training_ops.py`` whose
 kernel updates the variable and its slots in place.
 
 Example::
@@ -210,5 +210,146 @@ def _scalar_init(value, dtype):
     return init
 
 
+class AdadeltaOptimizer(Optimizer):
+    """Adadelta (Zeiler 2012): per-element step sizes from running averages of squared
+    gradients and squared updates. Slots ``accum`` and ``accum_update`` (zeros)."""
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-8, use_locking=False,
+                 name="Adadelta"):
+        super().__init__(use_locking, name)
+        self._lr, self._rho, self._epsilon = learning_rate, rho, epsilon
+
+    def _create_slots(self, var_list):
+        for v in var_list:
+            self._zeros_slot(v, "accum", self._name)
+            self._zeros_slot(v, "accum_update", self._name)
+
+    def _args(self, var):
+        return (var, self.get_slot(var, "accum"), self.get_slot(var, "accum_update"),
+                self._hyper("learning_rate", self._lr, var), self._hyper("rho", self._rho, var),
+                self._hyper("epsilon", self._epsilon, var))
+
+    def _apply_dense(self, grad, var):
+        return training_ops.apply_adadelta(*self._args(var), grad,
+                                           use_locking=self._use_locking).op
+
+    def _apply_sparse(self, grad, var):
+        return training_ops.sparse_apply_adadelta(*self._args(var), grad.values, grad.indices,
+                                                  use_locking=self._use_locking).op
+
+
+def _non_negative(**kw):
+    for k, v in kw.items():
+        if isinstance(v, (int, float)) and v < 0:
+            raise ValueError(f"{k} must be non-negative, got {v}")
+
+
+class ProximalGradientDescentOptimizer(Optimizer):
+    """Gradient descent followed by the proximal step of L1/L2 regularization (exact zeros
+    for weights the L1 term pushes through zero)."""
+
+    def __init__(self, learning_rate, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, use_locking=False,
+                 name="ProximalGradientDescent"):
+        _non_negative(l1_regularization_strength=l1_regularization_strength,
+                      l2_regularization_strength=l2_regularization_strength)
+        super().__init__(use_locking, name)
+        self._lr = learning_rate
+        self._l1, self._l2 = l1_regularization_strength, l2_regularization_strength
+
+    def _apply_dense(self, grad, var):
+        return training_ops.apply_proximal_gradient_descent(
+            var, self._hyper("learning_rate", self._lr, var), self._hyper("l1", self._l1, var),
+            self._hyper("l2", self._l2, var), grad, use_locking=self._use_locking).op
+
+    def _apply_sparse(self, grad, var):  # a dense step on the densified gradient
+        from tensorweave.ops import array_ops
+        dense = array_ops.unsorted_segment_sum(grad.values, grad.indices,
+                                               array_ops.shape(var)[0])
+        return self._apply_dense(dense, var)
+
+
+class ProximalAdagradOptimizer(Optimizer):
+    """Adagrad's per-element rate, then the proximal L1/L2 step. Slot ``accumulator``
+    (``initial_accumulator_value``)."""
+
+    def __init__(self, learning_rate, initial_accumulator_value=0.1,
+                 l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+                 use_locking=False, name="ProximalAdagrad"):
+        if initial_accumulator_value <= 0.0:
+            raise ValueError(f"initial_accumulator_value must be positive: "
+                             f"{initial_accumulator_value}")
+        _non_negative(l1_regularization_strength=l1_regularization_strength,
+                      l2_regularization_strength=l2_regularization_strength)
+        super().__init__(use_locking, name)
+        self._lr, self._init = learning_rate, initial_accumulator_value
+        self._l1, self._l2 = l1_regularization_strength, l2_regularization_strength
+
+    def _create_slots(self, var_list):
+        for v in var_list:
+            self._filled_slot(v, self._init, "accumulator", self._name)
+
+    def _args(self, var):
+        return (var, self.get_slot(var, "accumulator"),
+                self._hyper("learning_rate", self._lr, var), self._hyper("l1", self._l1, var),
+                self._hyper("l2", self._l2, var))
+
+    def _apply_dense(self, grad, var):
+        return training_ops.apply_proximal_adagrad(*self._args(var), grad,
+                                                   use_locking=self._use_locking).op
+
+    def _apply_sparse(self, grad, var):
+        return training_ops.sparse_apply_proximal_adagrad(
+            *self._args(var), grad.values, grad.indices, use_locking=self._use_locking).op
+
+
+class FtrlOptimizer(Optimizer):
+    """FTRL-Proximal (McMahan et al. 2013), the online learner of large sparse linear models.
+    Slots ``accum`` (``initial_accumulator_value``) and ``linear`` (zeros)."""
+
+    def __init__(self, learning_rate, learning_rate_power=-0.5, initial_accumulator_value=0.1,
+                 l1_regularization_strength=0.0, l2_regularization_strength=0.0,
+                 use_locking=False, name="Ftrl", accum_name=None, linear_name=None,
+                 l2_shrinkage_regularization_strength=0.0):
+        if initial_accumulator_value < 0.0:
+            raise ValueError(f"initial_accumulator_value {initial_accumulator_value} needs to "
+                             "be positive or zero")
+        if learning_rate_power > 0.0:
+            raise ValueError(f"learning_rate_power {learning_rate_power} needs to be negative "
+                             "or zero")
+        _non_negative(l1_regularization_strength=l1_regularization_strength,
+                      l2_regularization_strength=l2_regularization_strength,
+                      l2_shrinkage_regularization_strength=l2_shrinkage_regularization_strength)
+        super().__init__(use_locking, name)
+        self._lr, self._power, self._init = learning_rate, learning_rate_power, \
+            initial_accumulator_value
+        self._l1, self._l2 = l1_regularization_strength, l2_regularization_strength
+        self._shrink = l2_shrinkage_regularization_strength
+        self._accum_name, self._linear_name = accum_name, linear_name
+
+    def _create_slots(self, var_list):
+        for v in var_list:
+            self._filled_slot(v, self._init, "accum", self._accum_name or self._name)
+            self._zeros_slot(v, "linear", self._linear_name or self._name)
+
+    def _hypers(self, var):
+        return (self._hyper("learning_rate", self._lr, var), self._hyper("l1", self._l1, var),
+                self._hyper("l2", self._l2, var), self._hyper("l2_shrinkage", self._shrink, var),
+                self._hyper("learning_rate_power", self._power, var))
+
+    def _apply_dense(self, grad, var):
+        return training_ops.apply_ftrl_v2(var, self.get_slot(var, "accum"),
+                                          self.get_slot(var, "linear"), grad,
+                                          *self._hypers(var),
+                                          use_locking=self._use_locking).op
+
+    def _apply_sparse(self, grad, var):
+        return training_ops.sparse_apply_ftrl_v2(var, self.get_slot(var, "accum"),
+                                                 self.get_slot(var, "linear"), grad.values,
+                                                 grad.indices, *self._hypers(var),
+                                                 use_locking=self._use_locking).op
+
+
 __all__ = ["GradientDescentOptimizer", "MomentumOptimizer", "AdagradOptimizer",
-           "RMSPropOptimizer", "AdamOptimizer"]
+           "RMSPropOptimizer", "AdamOptimizer", "AdadeltaOptimizer",
+           "ProximalGradientDescentOptimizer", "ProximalAdagradOptimizer", "FtrlOptimizer"]

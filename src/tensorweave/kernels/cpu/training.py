@@ -272,6 +272,72 @@ def _adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad):
         _adam_var_update(var, m, v, alpha, epsilon, t)
 
 
+def _adadelta_step(var, accum, accum_update, lr, rho, epsilon, grad):
+    """In place on (views of) the arrays; returns nothing."""
+    accum *= rho
+    accum += (1 - rho) * np.square(grad)
+    update = np.sqrt(accum_update + epsilon)
+    update /= np.sqrt(accum + epsilon)
+    update *= grad
+    accum_update *= rho
+    accum_update += (1 - rho) * np.square(update)
+    update *= lr
+    var -= update
+
+
+@_kernel("ApplyAdadelta", 3)
+def _adadelta(op, refs, lr, rho, epsilon, grad):
+    _adadelta_step(*refs, lr, rho, epsilon, grad)
+
+
+def _proximal(prox, rate, l1, l2):
+    """``sign(prox) * max(|prox| - rate * l1, 0) / (1 + rate * l2)`` (soft threshold, then
+    shrink); ``rate`` may be per element."""
+    shrunk = np.maximum(np.abs(prox) - rate * l1, 0)
+    return np.sign(prox) * shrunk / (1 + rate * l2)
+
+
+@_kernel("ApplyProximalGradientDescent", 1)
+def _proximal_gd(op, refs, alpha, l1, l2, delta):
+    var = refs[0]
+    prox = var - alpha * delta
+    var[...] = _proximal(prox, alpha, l1, l2) if l1 > 0 or l2 > 0 else prox
+
+
+def _proximal_adagrad_step(var, accum, lr, l1, l2, grad):
+    accum += np.square(grad)
+    rate = lr / np.sqrt(accum)
+    prox = var - rate * grad
+    var[...] = _proximal(prox, rate, l1, l2) if l1 > 0 or l2 > 0 else prox
+
+
+@_kernel("ApplyProximalAdagrad", 2)
+def _proximal_adagrad(op, refs, lr, l1, l2, grad):
+    _proximal_adagrad_step(*refs, lr, l1, l2, grad)
+
+
+def _ftrl_step(var, accum, linear, grad, lr, l1, l2, l2_shrinkage, lr_power):
+    """TensorFlow's ApplyFtrlV2: the accumulator takes the plain gradient, the linear term the
+    gradient with the L2 shrinkage (``grad + 2 * l2_shrinkage * var``)."""
+    shrink_grad = grad + 2 * l2_shrinkage * var if l2_shrinkage else grad
+    accum_new = accum + np.square(grad)
+    if lr_power == -0.5:
+        sigma = (np.sqrt(accum_new) - np.sqrt(accum)) / lr
+        quadratic = np.sqrt(accum_new) / lr + 2 * l2
+    else:
+        sigma = (np.power(accum_new, -lr_power) - np.power(accum, -lr_power)) / lr
+        quadratic = np.power(accum_new, -lr_power) / lr + 2 * l2
+    linear += shrink_grad - sigma * var
+    clipped = np.clip(linear, -l1, l1)
+    var[...] = np.where(np.abs(linear) > l1, (clipped - linear) / quadratic, 0)
+    accum[...] = accum_new
+
+
+@_kernel("ApplyFtrlV2", 3, grad_at=0)
+def _ftrl(op, refs, grad, lr, l1, l2, l2_shrinkage, lr_power):
+    _ftrl_step(*refs, grad, lr, l1, l2, l2_shrinkage, lr_power)
+
+
 # --- sparse: the same formulas on the gathered rows, written back -----------------------------
 @_kernel("SparseApplyMomentum", 2, sparse=True, grad_at=1)
 def _sparse_momentum(op, refs, lr, grad, idx, momentum):
@@ -336,3 +402,28 @@ def _sparse_adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, 
     np.multiply(v, beta2, out=v)
     v[idx] += grad * grad * (1 - beta2)
     _adam_var_update(var, m, v, _adam_rate(lr, beta1_power, beta2_power), epsilon, _scratch(var))
+
+
+@_kernel("SparseApplyAdadelta", 3, sparse=True)
+def _sparse_adadelta(op, refs, lr, rho, epsilon, grad, idx):
+    var, accum, accum_update = refs
+    rows = [var[idx], accum[idx], accum_update[idx]]
+    _adadelta_step(*rows, lr, rho, epsilon, grad)
+    for r, v in zip(refs, rows):
+        r[idx] = v
+
+
+@_kernel("SparseApplyProximalAdagrad", 2, sparse=True)
+def _sparse_proximal_adagrad(op, refs, lr, l1, l2, grad, idx):
+    rows = [r[idx] for r in refs]
+    _proximal_adagrad_step(*rows, lr, l1, l2, grad)
+    for r, v in zip(refs, rows):
+        r[idx] = v
+
+
+@_kernel("SparseApplyFtrlV2", 3, sparse=True, grad_at=0)
+def _sparse_ftrl(op, refs, grad, idx, lr, l1, l2, l2_shrinkage, lr_power):
+    rows = [r[idx] for r in refs]
+    _ftrl_step(*rows, grad, lr, l1, l2, l2_shrinkage, lr_power)
+    for r, v in zip(refs, rows):
+        r[idx] = v
