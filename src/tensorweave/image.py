@@ -48,6 +48,14 @@ def _image(x, what):
     return x, n == 4, x.shape.as_list()[-3:]
 
 
+def _static_image(x, what):
+    """(tensor, is_batch, height, width) for an image whose height and width are static."""
+    x, batch, (h, w, _) = _image(x, what)
+    if h is None or w is None:
+        raise ValueError(f"{what} needs a static height and width, got shape {x.shape}")
+    return x, batch, h, w
+
+
 def _source_coords(out_size, in_size, align_corners):
     """TF1's legacy mapping from output to input pixel coordinates."""
     if align_corners and out_size > 1:
@@ -73,10 +81,7 @@ def resize_nearest_neighbor(images, size, align_corners=False, name=None):
     or rounded with ``align_corners``)."""
     tw = _tw()
     with name_scope(name, "ResizeNearestNeighbor"):
-        x, batch, (h, w, _) = _image(images, "resize_nearest_neighbor")
-        if h is None or w is None:
-            raise ValueError(f"resize_nearest_neighbor needs a static height and width, got "
-                             f"shape {x.shape}")
+        x, batch, h, w = _static_image(images, "resize_nearest_neighbor")
         oh, ow = _static_hw(size, "resize_nearest_neighbor")
         pick = np.round if align_corners else np.floor
         rows = np.minimum(pick(_source_coords(oh, h, align_corners)), h - 1).astype(np.int32)
@@ -91,10 +96,7 @@ def resize_bilinear(images, size, align_corners=False, name=None):
     output; differentiable with respect to the images."""
     tw = _tw()
     with name_scope(name, "ResizeBilinear"):
-        x, batch, (h, w, _) = _image(images, "resize_bilinear")
-        if h is None or w is None:
-            raise ValueError(f"resize_bilinear needs a static height and width, got shape "
-                             f"{x.shape}")
+        x, batch, h, w = _static_image(images, "resize_bilinear")
         oh, ow = _static_hw(size, "resize_bilinear")
         if not x.dtype.is_floating:
             x = tw.cast(x, dtypes.float32)
@@ -234,9 +236,7 @@ def crop_to_bounding_box(image, offset_height, offset_width, target_height, targ
 def pad_to_bounding_box(image, offset_height, offset_width, target_height, target_width):
     """Zero-pads to ``target_height`` x ``target_width``, the image at the given offsets."""
     tw = _tw()
-    x, batch, (h, w, _) = _image(image, "pad_to_bounding_box")
-    if None in (h, w):
-        raise ValueError(f"pad_to_bounding_box needs a static height and width, got {x.shape}")
+    x, batch, h, w = _static_image(image, "pad_to_bounding_box")
     bottom, right = target_height - offset_height - h, target_width - offset_width - w
     if min(offset_height, offset_width, bottom, right) < 0:
         raise ValueError(f"pad_to_bounding_box: a {h}x{w} image at ({offset_height}, "
@@ -247,11 +247,9 @@ def pad_to_bounding_box(image, offset_height, offset_width, target_height, targe
 
 def central_crop(image, central_fraction):
     """The centre ``central_fraction`` (0, 1] of the height and width."""
-    x, batch, (h, w, _) = _image(image, "central_crop")
     if not 0.0 < central_fraction <= 1.0:
         raise ValueError(f"central_fraction must be in (0, 1], got {central_fraction}")
-    if None in (h, w):
-        raise ValueError(f"central_crop needs a static height and width, got {x.shape}")
+    x, batch, h, w = _static_image(image, "central_crop")
     if central_fraction == 1.0:
         return x
     top, left = int((h - h * central_fraction) / 2), int((w - w * central_fraction) / 2)

@@ -2,7 +2,7 @@
 (matrix products, identity matrices, band and diagonal parts, traces, norms, einsum). Imported on first use."""
 
 from tensorweave.framework.ops import convert_to_tensor, name_scope
-from tensorweave.ops.array_ops import eye, matrix_diag_part, matrix_set_diag, transpose
+from tensorweave.ops.array_ops import _last_two, eye, matrix_diag_part, matrix_set_diag, transpose
 from tensorweave.ops.array_ops import matrix_band_part as band_part
 from tensorweave.ops.array_ops import matrix_diag as diag
 from tensorweave.ops.math_ops import einsum, matmul, norm, tensordot, trace
@@ -19,10 +19,8 @@ def matrix_transpose(a, name="matrix_transpose", conjugate=False):
     """Swaps the last two axes (of a batch of matrices)."""
     with name_scope(name, "matrix_transpose"):
         a = convert_to_tensor(a)
+        _last_two(a, "matrix_transpose")  # a known rank >= 2, or a ValueError saying so
         rank = a.shape.ndims
-        if rank is None or rank < 2:
-            raise ValueError(f"matrix_transpose needs a tensor of known rank >= 2, got shape "
-                             f"{a.shape}")
         return transpose(a, list(range(rank - 2)) + [rank - 1, rank - 2])
 
 

@@ -38,6 +38,26 @@ def _scope(name, default):
     return tw.variable_scope(name, default_name=default)
 
 
+def _kernel(shape, dtype, initializer, regularizer, trainable):
+    """The layer's ``kernel`` variable (Glorot-uniform unless told otherwise)."""
+    tw = _tw()
+    return tw.get_variable("kernel", shape, dtype=dtype,
+                           initializer=initializer or tw.glorot_uniform_initializer(),
+                           regularizer=regularizer, trainable=trainable)
+
+
+def _finish(y, units, use_bias, initializer, regularizer, trainable, activation):
+    """``activation(y + bias)``, the ``bias`` variable (zeros unless told otherwise) made when
+    ``use_bias``."""
+    tw = _tw()
+    if use_bias:
+        bias = tw.get_variable("bias", [units], dtype=y.dtype,
+                               initializer=initializer or tw.zeros_initializer(),
+                               regularizer=regularizer, trainable=trainable)
+        y = tw.nn.bias_add(y, bias)
+    return activation(y) if activation is not None else y
+
+
 def dense(inputs, units, activation=None, use_bias=True, kernel_initializer=None,
           bias_initializer=None, kernel_regularizer=None, bias_regularizer=None,
           trainable=True, name=None, reuse=None):
@@ -49,22 +69,16 @@ def dense(inputs, units, activation=None, use_bias=True, kernel_initializer=None
         raise ValueError(f"The last dimension of the inputs to dense must be known, got shape "
                          f"{x.shape}")
     with tw.variable_scope(name, default_name="dense", reuse=reuse):
-        kernel = tw.get_variable("kernel", [n_in, units], dtype=x.dtype,
-                                 initializer=kernel_initializer or
-                                 tw.glorot_uniform_initializer(),
-                                 regularizer=kernel_regularizer, trainable=trainable)
+        kernel = _kernel([n_in, units], x.dtype, kernel_initializer, kernel_regularizer,
+                         trainable)
         if x.shape.ndims == 2:
             y = tw.matmul(x, kernel)
         else:
             y = tw.tensordot(x, kernel, [[x.shape.ndims - 1], [0]]) if hasattr(tw, "tensordot") \
                 else tw.reshape(tw.matmul(tw.reshape(x, [-1, n_in]), kernel),
                                 tw.concat([tw.shape(x)[:-1], [units]], 0))
-        if use_bias:
-            bias = tw.get_variable("bias", [units], dtype=x.dtype,
-                                   initializer=bias_initializer or tw.zeros_initializer(),
-                                   regularizer=bias_regularizer, trainable=trainable)
-            y = tw.nn.bias_add(y, bias)
-        return activation(y) if activation is not None else y
+        return _finish(y, units, use_bias, bias_initializer, bias_regularizer, trainable,
+                       activation)
 
 
 def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
@@ -83,18 +97,12 @@ def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
     if c_in is None:
         raise ValueError(f"conv2d needs a known channel dimension, got shape {x.shape}")
     with tw.variable_scope(name, default_name="conv2d", reuse=reuse):
-        kernel = tw.get_variable("kernel", [kh, kw, c_in, filters], dtype=x.dtype,
-                                 initializer=kernel_initializer or
-                                 tw.glorot_uniform_initializer(),
-                                 regularizer=kernel_regularizer, trainable=trainable)
+        kernel = _kernel([kh, kw, c_in, filters], x.dtype, kernel_initializer,
+                         kernel_regularizer, trainable)
         y = tw.nn.conv2d(x, kernel, strides=[1, sh, sw, 1], padding=padding.upper(),
                          dilations=[1, dh, dw, 1])
-        if use_bias:
-            bias = tw.get_variable("bias", [filters], dtype=x.dtype,
-                                   initializer=bias_initializer or tw.zeros_initializer(),
-                                   regularizer=bias_regularizer, trainable=trainable)
-            y = tw.nn.bias_add(y, bias)
-        return activation(y) if activation is not None else y
+        return _finish(y, filters, use_bias, bias_initializer, bias_regularizer, trainable,
+                       activation)
 
 
 def conv1d(inputs, filters, kernel_size, strides=1, padding="valid",
@@ -112,17 +120,11 @@ def conv1d(inputs, filters, kernel_size, strides=1, padding="valid",
     if c_in is None:
         raise ValueError(f"conv1d needs a known channel dimension, got shape {x.shape}")
     with tw.variable_scope(name, default_name="conv1d", reuse=reuse):
-        kernel = tw.get_variable("kernel", [k, c_in, filters], dtype=x.dtype,
-                                 initializer=kernel_initializer or
-                                 tw.glorot_uniform_initializer(),
-                                 regularizer=kernel_regularizer, trainable=trainable)
+        kernel = _kernel([k, c_in, filters], x.dtype, kernel_initializer, kernel_regularizer,
+                         trainable)
         y = tw.nn.conv1d(x, kernel, strides, padding.upper(), dilations=dilation_rate)
-        if use_bias:
-            bias = tw.get_variable("bias", [filters], dtype=x.dtype,
-                                   initializer=bias_initializer or tw.zeros_initializer(),
-                                   regularizer=bias_regularizer, trainable=trainable)
-            y = tw.nn.bias_add(y, bias)
-        return activation(y) if activation is not None else y
+        return _finish(y, filters, use_bias, bias_initializer, bias_regularizer, trainable,
+                       activation)
 
 
 def conv2d_transpose(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
@@ -147,10 +149,8 @@ def conv2d_transpose(inputs, filters, kernel_size, strides=(1, 1), padding="vali
         return n * s if pad == "SAME" else (n - 1) * s + k
 
     with tw.variable_scope(name, default_name="conv2d_transpose", reuse=reuse):
-        kernel = tw.get_variable("kernel", [kh, kw, filters, c_in], dtype=x.dtype,
-                                 initializer=kernel_initializer or
-                                 tw.glorot_uniform_initializer(),
-                                 regularizer=kernel_regularizer, trainable=trainable)
+        kernel = _kernel([kh, kw, filters, c_in], x.dtype, kernel_initializer,
+                         kernel_regularizer, trainable)
         dyn = tw.shape(x)
         oh = out_len(h, kh, sh) if h is not None else out_len(dyn[1], kh, sh)
         ow = out_len(w, kw, sw) if w is not None else out_len(dyn[2], kw, sw)
@@ -158,12 +158,8 @@ def conv2d_transpose(inputs, filters, kernel_size, strides=(1, 1), padding="vali
                                    [1, sh, sw, 1], padding=pad)
         y.set_shape([x.shape[0].value, oh if isinstance(oh, int) else None,
                      ow if isinstance(ow, int) else None, filters])
-        if use_bias:
-            bias = tw.get_variable("bias", [filters], dtype=x.dtype,
-                                   initializer=bias_initializer or tw.zeros_initializer(),
-                                   regularizer=bias_regularizer, trainable=trainable)
-            y = tw.nn.bias_add(y, bias)
-        return activation(y) if activation is not None else y
+        return _finish(y, filters, use_bias, bias_initializer, bias_regularizer, trainable,
+                       activation)
 
 
 def _pool(fn, inputs, pool_size, strides, padding, data_format, name, default):

@@ -113,53 +113,47 @@ def Assert(condition, data, summarize=None, name=None):  # noqa: N802
                                                int(summarize)}, name=name or "Assert")
 
 
-def _assert_all(fn, what, x, y, data, summarize, message, name, default):
+def _assert_all(ufunc_name, what, default, x, y, data, summarize, message, name):
+    """The Assert op of ``all(x <what> y)``; ``y`` None compares with 0."""
     import tensorweave as tw
     with ops.name_scope(name, default):
         x = convert_to_tensor(x)
-        y = convert_to_tensor(y, dtype=x.dtype)
-        cond = tw.reduce_all(fn(x, y))
-        if data is None:
-            data = [f"Condition x {what} y did not hold element-wise:", "x =", x, "y =", y]
-        if message is not None:
-            data = [message] + list(data)
-        return Assert(cond, data, summarize=summarize)
+        shown = [f"Condition x {what} {'0' if y is None else 'y'} did not hold element-wise:",
+                 "x =", x]
+        if y is not None:
+            y = convert_to_tensor(y, dtype=x.dtype)
+            shown += ["y =", y]
+        cond = tw.reduce_all(getattr(tw, ufunc_name)(x, 0 if y is None else y))
+        data = shown if data is None else list(data)
+        return Assert(cond, data if message is None else [message] + data,
+                      summarize=summarize)
 
 
-def _comparison(ufunc_name, what, default):
+def _binary(ufunc_name, what, default):
     def check(x, y, data=None, summarize=None, message=None, name=None):
-        import tensorweave as tw
-        return _assert_all(getattr(tw, ufunc_name), what, x, y, data, summarize, message,
-                           name, default)
+        return _assert_all(ufunc_name, what, default, x, y, data, summarize, message, name)
 
     check.__name__ = check.__qualname__ = default
     check.__doc__ = f"An Assert op: fails at run time unless ``x {what} y`` for every element."
     return check
 
 
-assert_equal = _comparison("equal", "==", "assert_equal")
-assert_none_equal = _comparison("not_equal", "!=", "assert_none_equal")
-assert_less = _comparison("less", "<", "assert_less")
-assert_less_equal = _comparison("less_equal", "<=", "assert_less_equal")
-assert_greater = _comparison("greater", ">", "assert_greater")
-assert_greater_equal = _comparison("greater_equal", ">=", "assert_greater_equal")
-
-
-def _sign_check(ufunc_name, what, default):
+def _unary(ufunc_name, what, default):
     def check(x, data=None, summarize=None, message=None, name=None):
-        import tensorweave as tw
-        x = convert_to_tensor(x)
-        if data is None:
-            data = [f"Condition x {what} 0 did not hold element-wise:", "x =", x]
-        return _assert_all(getattr(tw, ufunc_name), what, x, 0, data, summarize, message,
-                           name, default)
+        return _assert_all(ufunc_name, what, default, x, None, data, summarize, message, name)
 
     check.__name__ = check.__qualname__ = default
     check.__doc__ = f"An Assert op: fails at run time unless ``x {what} 0`` for every element."
     return check
 
 
-assert_positive = _sign_check("greater", ">", "assert_positive")
-assert_negative = _sign_check("less", "<", "assert_negative")
-assert_non_negative = _sign_check("greater_equal", ">=", "assert_non_negative")
-assert_non_positive = _sign_check("less_equal", "<=", "assert_non_positive")
+assert_equal = _binary("equal", "==", "assert_equal")
+assert_none_equal = _binary("not_equal", "!=", "assert_none_equal")
+assert_less = _binary("less", "<", "assert_less")
+assert_less_equal = _binary("less_equal", "<=", "assert_less_equal")
+assert_greater = _binary("greater", ">", "assert_greater")
+assert_greater_equal = _binary("greater_equal", ">=", "assert_greater_equal")
+assert_positive = _unary("greater", ">", "assert_positive")
+assert_negative = _unary("less", "<", "assert_negative")
+assert_non_negative = _unary("greater_equal", ">=", "assert_non_negative")
+assert_non_positive = _unary("less_equal", "<=", "assert_non_positive")

@@ -84,21 +84,30 @@ def _math(name):
     return fn
 
 
+def _schedule(what, learning_rate, global_step, decay_steps):
+    """(learning_rate, global_step, decay_steps) as tensors of the learning rate's dtype."""
+    if global_step is None:
+        raise ValueError(f"global_step is required for {what}.")
+    lr = convert_to_tensor(learning_rate, name="learning_rate")
+    dtype = lr.dtype
+    return lr, math_ops.cast(global_step, dtype), math_ops.cast(decay_steps, dtype), dtype
+
+
+def _progress(step, steps, staircase):
+    p = math_ops.truediv(step, steps)
+    return _math("floor")(p) if staircase else p
+
+
 def exponential_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False,
                       name=None):
     """``learning_rate * decay_rate ** (global_step / decay_steps)``; with ``staircase``
     the exponent is floored, so the rate drops every ``decay_steps`` steps."""
-    if global_step is None:
-        raise ValueError("global_step is required for exponential_decay.")
     with ops.name_scope(name, "ExponentialDecay") as scope:
-        learning_rate = convert_to_tensor(learning_rate, name="learning_rate")
-        dtype = learning_rate.dtype
-        decay_steps = math_ops.cast(decay_steps, dtype)
-        decay_rate = math_ops.cast(decay_rate, dtype)
-        p = math_ops.truediv(math_ops.cast(global_step, dtype), decay_steps)
-        if staircase:
-            p = _math("floor")(p)
-        return math_ops.multiply(learning_rate, _math("pow")(decay_rate, p), name=scope)
+        lr, step, steps, dtype = _schedule("exponential_decay", learning_rate, global_step,
+                                           decay_steps)
+        p = _progress(step, steps, staircase)
+        return math_ops.multiply(lr, _math("pow")(math_ops.cast(decay_rate, dtype), p),
+                                 name=scope)
 
 
 def piecewise_constant(x, boundaries, values, name=None):
@@ -120,23 +129,14 @@ def piecewise_constant(x, boundaries, values, name=None):
         return array_ops.gather(table, index, name=scope)
 
 
-def _decay_progress(name, learning_rate, global_step, decay_steps, staircase=False):
-    """(learning_rate, step / decay_steps floored if staircase, dtype) as tensors."""
-    if global_step is None:
-        raise ValueError(f"global_step is required for {name}.")
-    learning_rate = convert_to_tensor(learning_rate, name="learning_rate")
-    dtype = learning_rate.dtype
-    p = math_ops.truediv(math_ops.cast(global_step, dtype), math_ops.cast(decay_steps, dtype))
-    return learning_rate, (_math("floor")(p) if staircase else p), dtype
-
-
 def natural_exp_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False,
                       name=None):
     """``learning_rate * exp(-decay_rate * global_step / decay_steps)`` (exponent floored
     with ``staircase``)."""
     with ops.name_scope(name, "NaturalExpDecay") as scope:
-        lr, p, dtype = _decay_progress("natural_exp_decay", learning_rate, global_step,
-                                       decay_steps, staircase)
+        lr, step, steps, dtype = _schedule("natural_exp_decay", learning_rate, global_step,
+                                           decay_steps)
+        p = _progress(step, steps, staircase)
         rate = math_ops.cast(decay_rate, dtype)
         return math_ops.multiply(lr, _math("exp")(math_ops.negative(rate * p)), name=scope)
 
@@ -146,10 +146,10 @@ def inverse_time_decay(learning_rate, global_step, decay_steps, decay_rate, stai
     """``learning_rate / (1 + decay_rate * global_step / decay_steps)`` (floored with
     ``staircase``)."""
     with ops.name_scope(name, "InverseTimeDecay") as scope:
-        lr, p, dtype = _decay_progress("inverse_time_decay", learning_rate, global_step,
-                                       decay_steps, staircase)
-        rate = math_ops.cast(decay_rate, dtype)
-        return math_ops.truediv(lr, 1.0 + rate * p, name=scope)
+        lr, step, steps, dtype = _schedule("inverse_time_decay", learning_rate, global_step,
+                                           decay_steps)
+        p = _progress(step, steps, staircase)
+        return math_ops.truediv(lr, 1.0 + math_ops.cast(decay_rate, dtype) * p, name=scope)
 
 
 def polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate=0.0001,
@@ -157,13 +157,9 @@ def polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate=
     """From ``learning_rate`` to ``end_learning_rate`` over ``decay_steps`` steps:
     ``(lr - end) * (1 - step / decay_steps) ** power + end``, then ``end``; with ``cycle``
     the horizon grows to the next multiple of ``decay_steps`` instead."""
-    if global_step is None:
-        raise ValueError("global_step is required for polynomial_decay.")
     with ops.name_scope(name, "PolynomialDecay") as scope:
-        lr = convert_to_tensor(learning_rate, name="learning_rate")
-        dtype = lr.dtype
-        step = math_ops.cast(global_step, dtype)
-        steps = math_ops.cast(decay_steps, dtype)
+        lr, step, steps, dtype = _schedule("polynomial_decay", learning_rate, global_step,
+                                           decay_steps)
         if cycle:  # step 0 keeps a multiplier of 1
             mult = _math("ceil")(math_ops.truediv(step, steps))
             steps = steps * math_ops.maximum(mult, math_ops.cast(1.0, dtype))
@@ -177,13 +173,10 @@ def polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate=
 def cosine_decay(learning_rate, global_step, decay_steps, alpha=0.0, name=None):
     """Half a cosine from ``learning_rate`` down to ``alpha * learning_rate`` over
     ``decay_steps`` steps (Loshchilov and Hutter's SGDR, without restarts), then flat."""
-    if global_step is None:
-        raise ValueError("global_step is required for cosine_decay.")
     with ops.name_scope(name, "CosineDecay") as scope:
-        lr = convert_to_tensor(learning_rate, name="learning_rate")
-        dtype = lr.dtype
-        steps = math_ops.cast(decay_steps, dtype)
-        step = math_ops.minimum(math_ops.cast(global_step, dtype), steps)
+        lr, step, steps, dtype = _schedule("cosine_decay", learning_rate, global_step,
+                                           decay_steps)
+        step = math_ops.minimum(step, steps)
         cosine = 0.5 * (1.0 + _math("cos")(np.pi * math_ops.truediv(step, steps)))
         a = math_ops.cast(alpha, dtype)
         return math_ops.multiply(lr, (1.0 - a) * cosine + a, name=scope)
