@@ -88,6 +88,7 @@ _OP_FAMILIES = [
     "variable_scope",
     "clip_ops",
     "script_ops",
+    "tensor_array_ops",
 ]
 for _m in _OP_FAMILIES:
     _mod = _importlib.import_module(f"tensorweave.ops.{_m}")

@@ -162,6 +162,12 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
 
         i, s = tw.while_loop(lambda i, s: i < 10, lambda i, s: (i + 1, s + i), [0, 0])
     """
+    from tensorweave.ops import tensor_array_ops
+    if tensor_array_ops.has_tensor_arrays(loop_vars):  # they travel as their buffers
+        return tensor_array_ops.while_loop(
+            while_loop, cond, body, loop_vars, shape_invariants,
+            dict(parallel_iterations=parallel_iterations, back_prop=back_prop,
+                 swap_memory=swap_memory, name=name, maximum_iterations=maximum_iterations))
     single = not isinstance(loop_vars, (list, tuple, dict))
     structure = [loop_vars] if single else loop_vars
     flat = [convert_to_tensor(v) for v in nest.flatten(structure)]
