@@ -366,3 +366,45 @@ def test_strings_are_bytes_as_in_tensorflow():
     assert arr.dtype == object and arr.tolist() == [[b"a", b"b"]]
     assert eq.tolist() == [True, True]
     assert fed.tolist() == [b"x", b"yz"]
+
+
+def test_gfile_io_gfile_and_errors(tmp_path):
+    d = str(tmp_path / "a" / "b")
+    tw.gfile.MakeDirs(d)
+    tw.gfile.MakeDirs(d)  # existing: fine
+    with tw.gfile.GFile(d + "/x.txt", "w") as f:
+        f.write("hello")
+    assert tw.io.gfile.exists(d + "/x.txt") and tw.gfile.IsDirectory(d)
+    assert tw.gfile.ListDirectory(d) == ["x.txt"] and tw.io.gfile.glob(d + "/*.txt") == [
+        d + "/x.txt"]
+    tw.gfile.Copy(d + "/x.txt", d + "/y.txt")
+    with pytest.raises(tw.errors.AlreadyExistsError):
+        tw.gfile.Copy(d + "/x.txt", d + "/y.txt")
+    tw.gfile.Rename(d + "/y.txt", d + "/z.txt")
+    assert tw.gfile.GFile(d + "/z.txt").read() == "hello"
+    tw.gfile.Remove(d + "/z.txt")
+    with pytest.raises(tw.errors.NotFoundError, match="No such file"):
+        tw.gfile.GFile(d + "/z.txt")
+    assert [w[0] for w in tw.gfile.Walk(str(tmp_path))] == [str(tmp_path), str(tmp_path / "a"),
+                                                            d]
+    tw.gfile.DeleteRecursively(str(tmp_path / "a"))
+    assert not tw.gfile.Exists(str(tmp_path / "a"))
+
+
+def test_logging_compat_and_graph_mode_switches(caplog):
+    with caplog.at_level(tw.logging.INFO, logger="tensorweave"):
+        tw.logging.info("step %d", 7)
+        for i in range(5):
+            tw.logging.log_every_n(tw.logging.INFO, "every %d", 2, i)
+        for i in range(5):
+            tw.logging.log_first_n(tw.logging.WARN, "first %d", 2, i)
+    text = caplog.text
+    assert "step 7" in text and "every 0" in text and "every 2" in text and "every 1" not in text
+    assert "first 1" in text and "first 2" not in text
+    assert tw.compat.v1.placeholder is tw.placeholder
+    assert tw.compat.as_bytes("é") == "é".encode() and tw.compat.as_text(b"x") == "x"
+    tw.disable_v2_behavior()
+    tw.compat.v1.disable_eager_execution()
+    assert tw.executing_eagerly() is False
+    with pytest.raises(NotImplementedError, match="graph mode"):
+        tw.enable_eager_execution()

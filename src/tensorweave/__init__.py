@@ -149,6 +149,27 @@ _load_registrations()
 
 newaxis = None
 
+def disable_v2_behavior():
+    """A no-op: tensorweave is TF1 graph mode (``tf.compat.v1.disable_v2_behavior()``)."""
+
+
+def disable_eager_execution():
+    """A no-op: tensorweave always builds graphs."""
+
+
+def executing_eagerly():
+    """False: ops build graph nodes; values come from ``Session.run``."""
+    return False
+
+
+def enable_eager_execution(*args, **kwargs):
+    raise NotImplementedError("tensorweave runs TF1 graph mode only: build the graph and run "
+                              "it with tw.Session (eager execution is not available)")
+
+
+enable_v2_behavior = enable_eager_execution
+
+
 _LAZY_TOOLS = {  # name -> (module, attribute or None for the module itself)
     "summary": ("tensorweave.summary", None),
     "losses": ("tensorweave.losses", None),
@@ -156,6 +177,10 @@ _LAZY_TOOLS = {  # name -> (module, attribute or None for the module itself)
     "math": ("tensorweave.math", None),
     "linalg": ("tensorweave.linalg", None),
     "image": ("tensorweave.image", None),
+    "logging": ("tensorweave.tf_logging", None),
+    "gfile": ("tensorweave.gfile", None),
+    "io": ("tensorweave.io_namespace", None),
+    "compat": ("tensorweave.compat", None),
     "metrics": ("tensorweave.metrics", None),
     "timeline": ("tensorweave.timeline", None),
     "saved_model": ("tensorweave.saved_model", None),
