@@ -356,9 +356,12 @@ def _signature(fetches, feed_dict):
         return None
 
 
+_OBJECT = np.dtype(object)  # tw.string's NumPy dtype (NumPy keeps one instance)
+
+
 def _check_feed(t, npd, shp, v):
     """Converts a fed value to the tensor's dtype and checks it against the static shape."""
-    if npd is np.object_ or npd == np.dtype(object):  # strings: bytes objects, as TF holds them
+    if npd is _OBJECT:  # strings: bytes objects, as TF holds them
         if isinstance(v, Tensor):
             raise TypeError(f"The value of a feed cannot be a tw.Tensor object ({v.name}).")
         v = ops.string_array(v)
