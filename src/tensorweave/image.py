@@ -83,7 +83,10 @@ def resize_nearest_neighbor(images, size, align_corners=False, name=None):
     with name_scope(name, "ResizeNearestNeighbor"):
         x, batch, h, w = _static_image(images, "resize_nearest_neighbor")
         oh, ow = _static_hw(size, "resize_nearest_neighbor")
-        pick = np.round if align_corners else np.floor
+        # TF1: floor, or C's roundf (halves away from zero) with align_corners
+        def pick(v):
+            return np.floor(v + 0.5) if align_corners else np.floor(v)
+
         rows = np.minimum(pick(_source_coords(oh, h, align_corners)), h - 1).astype(np.int32)
         cols = np.minimum(pick(_source_coords(ow, w, align_corners)), w - 1).astype(np.int32)
         ax = 1 if batch else 0
@@ -184,7 +187,8 @@ def _max_of(dtype):
 
 def convert_image_dtype(image, dtype, saturate=False, name=None):
     """Converts between integer images (0 to the type's max) and float images (0 to 1),
-    rescaling as TF1 does; float to float and int to int only cast/scale."""
+    rescaling as TF1 does (integer to integer by the ratio of ``max + 1``); float to float only
+    casts. ``saturate`` clips to the target type's range before the cast."""
     tw = _tw()
     dtype = dtypes.as_dtype(dtype)
     with name_scope(name, "convert_image"):
@@ -196,15 +200,17 @@ def convert_image_dtype(image, dtype, saturate=False, name=None):
             return tw.cast(x, dtype)
         if src.is_integer and dtype.is_floating:
             return tw.cast(x, dtype) * (1.0 / _max_of(src))
+        info = np.iinfo(dtype.as_numpy_dtype)
         if src.is_floating and dtype.is_integer:
             scaled = x * (_max_of(dtype) + 0.5)
             if saturate:
-                scaled = tw.clip_by_value(scaled, 0.0, _max_of(dtype))
+                scaled = tw.clip_by_value(scaled, float(info.min), float(info.max))
             return tw.cast(scaled, dtype)
-        if src.is_integer and dtype.is_integer:  # rescale by the ratio of the ranges
-            f = tw.cast(x, dtypes.float64) * (_max_of(dtype) / _max_of(src))
-            return tw.cast(tw.floor(f + (0.5 if _max_of(dtype) > _max_of(src) else 0.0)),
-                           dtype)
+        if src.is_integer and dtype.is_integer:
+            src_range, dst_range = int(_max_of(src)) + 1, int(_max_of(dtype)) + 1
+            if src_range > dst_range:  # floor-divide by the ratio, then cast
+                return tw.cast(tw.floordiv(x, tw.cast(src_range // dst_range, src)), dtype)
+            return tw.cast(x, dtype) * tw.cast(dst_range // src_range, dtype)
         raise TypeError(f"convert_image_dtype: cannot convert {src.name} to {dtype.name}")
 
 
@@ -275,10 +281,19 @@ def random_crop(value, size, seed=None, name=None):
         return out
 
 
-def adjust_brightness(image, delta):
-    """``image + delta``."""
+def _in_float(image, fn):
+    """``fn`` applied to the image as float32 (in [0, 1] for integer images), converted back
+    to its dtype (saturating), as TF1's adjust_* do."""
     x = convert_to_tensor(image, name="image")
-    return x + _tw().cast(delta, x.dtype)
+    if x.dtype.is_floating:
+        return fn(x)
+    out = fn(convert_image_dtype(x, dtypes.float32))
+    return convert_image_dtype(out, x.dtype, saturate=True)
+
+
+def adjust_brightness(image, delta):
+    """``image + delta`` (integer images: in [0, 1] units, then back)."""
+    return _in_float(image, lambda x: x + _tw().cast(delta, x.dtype))
 
 
 def random_brightness(image, max_delta, seed=None):
@@ -290,12 +305,17 @@ def random_brightness(image, max_delta, seed=None):
 
 
 def adjust_contrast(images, contrast_factor):
-    """Each channel of each image: ``(x - mean) * factor + mean``, the mean over its pixels."""
+    """Each channel of each image: ``(x - mean) * factor + mean``, the mean over its pixels
+    (integer images: computed in float, then converted back)."""
     tw = _tw()
     x, batch, _ = _image(images, "adjust_contrast")
     axes = [1, 2] if batch else [0, 1]
-    mean = tw.reduce_mean(x, axes, keepdims=True)
-    return (x - mean) * tw.cast(contrast_factor, x.dtype) + mean
+
+    def contrast(f):
+        mean = tw.reduce_mean(f, axes, keepdims=True)
+        return (f - mean) * tw.cast(contrast_factor, f.dtype) + mean
+
+    return _in_float(x, contrast)
 
 
 def random_contrast(image, lower, upper, seed=None):
@@ -310,8 +330,6 @@ def rgb_to_grayscale(images, name=None):
     """One channel: ``0.2989 R + 0.5870 G + 0.1140 B`` (TF's weights)."""
     tw = _tw()
     with name_scope(name, "rgb_to_grayscale"):
-        x = convert_to_tensor(images, name="images")
-        f = x if x.dtype.is_floating else tw.cast(x, dtypes.float32)
-        gray = tw.reduce_sum(f * tw.constant([0.2989, 0.5870, 0.1140], f.dtype), -1,
-                             keepdims=True)
-        return gray if x.dtype.is_floating else tw.cast(gray, x.dtype)
+        weights = [0.2989, 0.5870, 0.1140]
+        return _in_float(images, lambda f: tw.reduce_sum(
+            f * tw.constant(weights, f.dtype), -1, keepdims=True))

@@ -63,6 +63,19 @@ def _num_present(losses, weights):
     return tw.reduce_sum(present * tw.ones_like(losses), name="num_present")
 
 
+def _check_broadcastable(weights, losses):
+    """TF1's rule: weights are a scalar, or have the losses' rank with each dimension 1 or
+    equal (so [batch] weights never broadcast along the wrong axis of [batch, d] losses)."""
+    w, v = weights.shape, losses.shape
+    if w.ndims is None or v.ndims is None or w.ndims == 0:
+        return
+    if w.ndims != v.ndims or any(a is not None and b is not None and a not in (1, b)
+                                 for a, b in zip(w.as_list(), v.as_list())):
+        raise ValueError(f"weights can not be broadcast to values: weights of shape {w} "
+                         f"against losses of shape {v}; give a scalar or the losses' rank "
+                         "with dimensions of 1 or equal size (e.g. weights[:, None])")
+
+
 def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=GraphKeys.LOSSES,
                           reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
     """``losses * weights`` reduced as ``reduction`` says (a scalar unless ``Reduction.NONE``),
@@ -72,7 +85,8 @@ def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=Graph
     with ops.name_scope(scope, "weighted_loss"):
         losses = _float(losses, "losses")
         weights = tw.cast(convert_to_tensor(weights, name="weights"), losses.dtype)
-        weighted = tw.multiply(losses, weights)  # a shape error here: weights do not broadcast
+        _check_broadcastable(weights, losses)
+        weighted = tw.multiply(losses, weights)
         if reduction == Reduction.NONE:
             loss = weighted
         else:

@@ -45,6 +45,19 @@ def _collect(value, update, metrics_collections, updates_collections):
     return value, update
 
 
+def _squeezed(labels, predictions):
+    """TF1's remove_squeezable_dimensions: a trailing axis of size 1 on the side whose rank
+    is one more (labels [B, 1] against argmax predictions [B]) is dropped."""
+    tw = _tw()
+    lr, pr = labels.shape.ndims, predictions.shape.ndims
+    if lr is not None and pr is not None:
+        if lr == pr + 1 and labels.shape[-1].value == 1:
+            labels = tw.squeeze(labels, [-1])
+        elif pr == lr + 1 and predictions.shape[-1].value == 1:
+            predictions = tw.squeeze(predictions, [-1])
+    return labels, predictions
+
+
 def _same_shape(labels, predictions, what):
     if not labels.shape.is_compatible_with(predictions.shape):
         raise ValueError(f"{what}: labels of shape {labels.shape} and predictions of shape "
@@ -87,8 +100,8 @@ def accuracy(labels, predictions, weights=None, metrics_collections=None,
     labels)."""
     tw = _tw()
     with tw.variable_scope(name, default_name="accuracy"):
-        labels = convert_to_tensor(labels, name="labels")
-        predictions = convert_to_tensor(predictions, name="predictions")
+        labels, predictions = _squeezed(convert_to_tensor(labels, name="labels"),
+                                        convert_to_tensor(predictions, name="predictions"))
         _same_shape(labels, predictions, "accuracy")
         if predictions.dtype != labels.dtype:
             predictions = tw.cast(predictions, labels.dtype)
@@ -101,8 +114,9 @@ def _error_mean(kind):
                updates_collections=None, name=None):
         tw = _tw()
         with tw.variable_scope(name, default_name=kind):
-            predictions = tw.cast(convert_to_tensor(predictions), dtypes.float32)
-            labels = tw.cast(convert_to_tensor(labels), dtypes.float32)
+            labels, predictions = _squeezed(
+                tw.cast(convert_to_tensor(labels), dtypes.float32),
+                tw.cast(convert_to_tensor(predictions), dtypes.float32))
             _same_shape(labels, predictions, kind)
             err = tw.abs(predictions - labels) if kind == "mean_absolute_error" else \
                 tw.squared_difference(predictions, labels)
@@ -124,8 +138,8 @@ def root_mean_squared_error(labels, predictions, weights=None, metrics_collectio
     """The square root of :func:`mean_squared_error`."""
     tw = _tw()
     with tw.variable_scope(name, default_name="root_mean_squared_error"):
-        predictions = tw.cast(convert_to_tensor(predictions), dtypes.float32)
-        labels = tw.cast(convert_to_tensor(labels), dtypes.float32)
+        labels, predictions = _squeezed(tw.cast(convert_to_tensor(labels), dtypes.float32),
+                                        tw.cast(convert_to_tensor(predictions), dtypes.float32))
         _same_shape(labels, predictions, "root_mean_squared_error")
         mse, update = _running_mean(tw.squared_difference(predictions, labels), weights)
         value, update = tw.sqrt(mse), tw.sqrt(update)
@@ -134,8 +148,8 @@ def root_mean_squared_error(labels, predictions, weights=None, metrics_collectio
 
 def _bools(labels, predictions, what):
     tw = _tw()
-    labels = convert_to_tensor(labels, name="labels")
-    predictions = convert_to_tensor(predictions, name="predictions")
+    labels, predictions = _squeezed(convert_to_tensor(labels, name="labels"),
+                                    convert_to_tensor(predictions, name="predictions"))
     _same_shape(labels, predictions, what)
     as_bool = (lambda t: t if t.dtype == dtypes.bool_ else tw.not_equal(t, tw.zeros_like(t)))
     return as_bool(labels), as_bool(predictions)

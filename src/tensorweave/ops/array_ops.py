@@ -10,7 +10,7 @@ import builtins
 
 import numpy as np
 
-from tensorweave.framework import dtypes
+from tensorweave.framework import dtypes, ops
 from tensorweave.framework.common_shapes import unchanged
 from tensorweave.framework.constant_op import constant, constant_value, constant_value_as_shape
 from tensorweave.framework.ops import Tensor, convert_to_tensor, get_default_graph, name_scope
@@ -1334,13 +1334,15 @@ def _last_two(x, what):
     return d[-2], d[-1]
 
 
-def _eye_like(x, rows, cols):
-    """A [rows, cols] identity in x's dtype, static where the sizes are."""
+def _diagonal_mask(x, rows, cols):
+    """A bool [rows, cols] identity, static where the sizes are: entries are picked with
+    ``where`` (a product with an identity matrix would turn an Inf into NaN off the
+    diagonal)."""
     if isinstance(rows, int) and isinstance(cols, int):
-        return constant(np.eye(rows, cols, dtype=x.dtype.as_numpy_dtype))
+        return constant(np.eye(rows, cols, dtype=bool))
     s = shape(x)
     return eye(s[-2] if rows is None else rows, s[-1] if cols is None else cols,
-               dtype=x.dtype)
+               dtype=dtypes.bool_)
 
 
 def matrix_band_part(input, num_lower, num_upper, name=None):  # noqa: A002
@@ -1367,10 +1369,12 @@ def matrix_diag(diagonal, name=None):
         d = convert_to_tensor(diagonal)
         if d.shape.ndims is None or d.shape.ndims < 1:
             raise ValueError(f"matrix_diag needs a tensor of known rank >= 1, got {d.shape}")
+        from tensorweave.ops import math_ops
         n = d.shape.as_list()[-1]
-        e = constant(np.eye(n, dtype=d.dtype.as_numpy_dtype)) if n is not None else \
-            eye(shape(d)[-1], dtype=d.dtype)
-        return expand_dims(d, -1) * e
+        e = constant(np.eye(n, dtype=bool)) if n is not None else \
+            eye(shape(d)[-1], dtype=dtypes.bool_)
+        col = expand_dims(d, -1)
+        return math_ops.where_v2(e, col, zeros_like(col))
 
 
 def matrix_diag_part(input, name=None):  # noqa: A002
@@ -1379,7 +1383,8 @@ def matrix_diag_part(input, name=None):  # noqa: A002
     with name_scope(name, "MatrixDiagPart"):
         x = convert_to_tensor(input)
         m, n = _last_two(x, "matrix_diag_part")
-        full = math_ops.reduce_sum(x * _eye_like(x, m, n), -1)
+        full = math_ops.reduce_sum(math_ops.where_v2(_diagonal_mask(x, m, n), x,
+                                                     zeros_like(x)), -1)
         if m is not None and n is not None and n < m:
             return full[..., :n]
         return full
@@ -1389,9 +1394,10 @@ def matrix_set_diag(input, diagonal, name=None):  # noqa: A002
     """``input`` with the main diagonal of each innermost (square) matrix replaced."""
     with name_scope(name, "MatrixSetDiag"):
         x = convert_to_tensor(input)
+        from tensorweave.ops import math_ops
         m, n = _last_two(x, "matrix_set_diag")
-        e = _eye_like(x, m, n)
-        return x * (1 - e) + matrix_diag(convert_to_tensor(diagonal, dtype=x.dtype))
+        d = expand_dims(convert_to_tensor(diagonal, dtype=x.dtype), -1)
+        return math_ops.where_v2(_diagonal_mask(x, m, n), d, x)
 
 
 def diag(diagonal, name=None):
@@ -1465,6 +1471,12 @@ def reverse_sequence(input, seq_lengths, seq_axis=None, batch_axis=None, name=No
         xt = transpose(x, perm)
         s = shape(xt)
         lengths = math_ops.cast(convert_to_tensor(seq_lengths), dtypes.int32)
+        from tensorweave.ops import script_ops
+        check = script_ops.assert_less_equal(
+            lengths, s[1], message="reverse_sequence: seq_lengths must not exceed the sequence "
+            "axis's size")
+        with ops.control_dependencies([check]):
+            lengths = identity(lengths)
         t = expand_dims(range(0, s[1], 1), 0)  # [1, T]
         n = expand_dims(lengths, 1)  # [B, 1]
         src = math_ops.where(t < n, n - 1 - t, t + 0 * n)  # [B, T]

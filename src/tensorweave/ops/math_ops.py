@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tensorweave.framework import dtypes
+from tensorweave.framework import dtypes, ops
 from tensorweave.framework.common_shapes import broadcasting_binary, broadcasting_compare, unchanged
 from tensorweave.framework.constant_op import constant, constant_value
 from tensorweave.framework.ops import IndexedSlices, Tensor, convert_to_tensor, name_scope
@@ -562,13 +562,14 @@ def _segment_count(segment_ids, num_segments, dtype):
     return array_ops.unsorted_segment_sum(ones, segment_ids, num_segments)
 
 
-def _per_segment(counts, data):
-    """Counts [num_segments] reshaped to broadcast against segment sums of ``data``."""
+def _per_segment(counts, data, segment_ids):
+    """Counts [num_segments] reshaped to broadcast against segment sums of ``data`` (whose
+    leading ``rank(segment_ids)`` axes the ids index)."""
     from tensorweave.ops import array_ops
-    extra = data.shape.ndims - 1 if data.shape.ndims is not None else None
-    if extra is None:
-        raise ValueError(f"segment means need data of known rank, got {data.shape}")
-    return array_ops.reshape(counts, [-1] + [1] * extra)
+    if data.shape.ndims is None or segment_ids.shape.ndims is None:
+        raise ValueError(f"segment means need data and segment_ids of known rank, got "
+                         f"{data.shape} and {segment_ids.shape}")
+    return array_ops.reshape(counts, [-1] + [1] * (data.shape.ndims - segment_ids.shape.ndims))
 
 
 def unsorted_segment_mean(data, segment_ids, num_segments, name=None):
@@ -577,9 +578,17 @@ def unsorted_segment_mean(data, segment_ids, num_segments, name=None):
     from tensorweave.ops import array_ops
     with name_scope(name, "UnsortedSegmentMean"):
         data = convert_to_tensor(data)
-        total = array_ops.unsorted_segment_sum(data, segment_ids, num_segments)
-        n = _segment_count(convert_to_tensor(segment_ids), num_segments, data.dtype)
-        return div_no_nan(total, _per_segment(n, data))
+        ids = convert_to_tensor(segment_ids)
+        total = array_ops.unsorted_segment_sum(data, ids, num_segments)
+        n = _segment_count(ids, num_segments, data.dtype)
+        return div_no_nan(total, _per_segment(n, data, ids))
+
+
+def _num_segments(ids):
+    """``max(ids) + 1``, 0 for no ids."""
+    from tensorweave.ops import array_ops
+    flat = cast(array_ops.reshape(ids, [-1]), dtypes.int32)
+    return reduce_max(array_ops.concat([flat, [-1]], 0)) + 1
 
 
 def segment_sum(data, segment_ids, name=None):
@@ -587,14 +596,14 @@ def segment_sum(data, segment_ids, name=None):
     from tensorweave.ops import array_ops
     with name_scope(name, "SegmentSum"):
         ids = convert_to_tensor(segment_ids)
-        return array_ops.unsorted_segment_sum(data, ids, cast(reduce_max(ids), dtypes.int32) + 1)
+        return array_ops.unsorted_segment_sum(data, ids, _num_segments(ids))
 
 
 def segment_mean(data, segment_ids, name=None):
     """The mean of the rows of ``data`` per segment id (sorted ids)."""
     with name_scope(name, "SegmentMean"):
         ids = convert_to_tensor(segment_ids)
-        return unsorted_segment_mean(data, ids, cast(reduce_max(ids), dtypes.int32) + 1)
+        return unsorted_segment_mean(data, ids, _num_segments(ids))
 
 
 def bincount(arr, weights=None, minlength=None, maxlength=None, dtype=dtypes.int32,
@@ -629,9 +638,24 @@ def confusion_matrix(labels, predictions, num_classes=None, weights=None, dtype=
     with name_scope(name, "confusion_matrix"):
         lab = cast(array_ops.reshape(convert_to_tensor(labels), [-1]), dtypes.int32)
         pred = cast(array_ops.reshape(convert_to_tensor(predictions), [-1]), dtypes.int32)
-        n = (maximum(reduce_max(lab), reduce_max(pred)) + 1 if num_classes is None
-             else convert_to_tensor(num_classes, dtype=dtypes.int32))
-        flat = bincount(lab * n + pred, weights=weights, minlength=n * n, maxlength=n * n,
+        from tensorweave.ops import script_ops
+        checks = [script_ops.assert_non_negative(lab, message="confusion_matrix: `labels` "
+                                                 "contains negative values"),
+                  script_ops.assert_non_negative(pred, message="confusion_matrix: "
+                                                 "`predictions` contains negative values")]
+        if num_classes is None:
+            n = maximum(reduce_max(lab), reduce_max(pred)) + 1
+        else:
+            n = convert_to_tensor(num_classes, dtype=dtypes.int32)
+            checks += [script_ops.assert_less(lab, n, message="confusion_matrix: `labels` "
+                                              "out of bound [0, num_classes)"),
+                       script_ops.assert_less(pred, n, message="confusion_matrix: "
+                                              "`predictions` out of bound [0, num_classes)")]
+        with ops.control_dependencies(checks):
+            index = lab * n + pred
+        if weights is not None:  # TF1 casts the weights to the result's dtype
+            weights = cast(convert_to_tensor(weights), dtypes.as_dtype(dtype))
+        flat = bincount(index, weights=weights, minlength=n * n, maxlength=n * n,
                         dtype=dtype)
         out = array_ops.reshape(flat, array_ops.stack([n, n]))
         if isinstance(num_classes, int):

@@ -94,11 +94,31 @@ class TensorArray:
                             f"array's {self._dtype.name}")
         return value
 
-    def _row_mask(self, index):
+    def _checked_index(self, index, what):
+        """``index`` as int32, with an Assert that it lies in [0, size) (TF1 fails there too;
+        a one-hot mask would silently read zeros or drop the write)."""
         tw = _tw()
         idx = tw.cast(convert_to_tensor(index), dtypes.int32)
-        return tw.one_hot(idx, tw.cast(self._size, dtypes.int32), on_value=True,
-                          off_value=False, dtype=dtypes.bool_)
+        size = tw.cast(self._size, dtypes.int32)
+        ok = tw.logical_and(tw.reduce_all(idx >= 0), tw.reduce_all(idx < size))
+        check = tw.Assert(ok, [f"TensorArray {what}: index out of range [0, size): index =",
+                               idx, "size =", size])
+        with ops.control_dependencies([check]):
+            return tw.identity(idx)
+
+    def _row_mask(self, index, what):
+        """Bool [size] (or [len(index), size]) one-hot rows for ``index``."""
+        tw = _tw()
+        return tw.one_hot(self._checked_index(index, what), tw.cast(self._size, dtypes.int32),
+                          on_value=True, off_value=False, dtype=dtypes.bool_)
+
+    def _select_rows(self, mask, values, rank):
+        """``sum_r where(mask[..., r], values[r], 0)``: picks rows exactly (a product with a
+        one-hot vector would turn an Inf elsewhere into NaN) with a dense gradient."""
+        tw = _tw()
+        m = tw.reshape(mask, tw.concat([tw.shape(mask), [1] * rank], 0)) if rank else mask
+        picked = tw.where_v2(m, values, tw.zeros_like(values))
+        return tw.reduce_sum(picked, mask.shape.ndims - 1)
 
     # --- the TF1 API -----------------------------------------------------------------------
     @property
@@ -141,7 +161,7 @@ class TensorArray:
                                  f"{value.shape}; give element_shape= to the TensorArray")
             buf = self._full_buffer(elem.as_list())
             rank = len(elem.as_list())
-            mask = tw.reshape(self._row_mask(index), [-1] + [1] * rank)
+            mask = tw.reshape(self._row_mask(index, "write"), [-1] + [1] * rank)
             new = tw.where_v2(mask, tw.expand_dims(value, 0), buf)
             if buf.shape.ndims is not None:
                 new.set_shape(buf.shape)
@@ -156,27 +176,27 @@ class TensorArray:
 
     def read(self, index, name=None):
         """Element ``index`` (a gradient flows back into the array as a dense one-hot row)."""
-        tw = _tw()
         with ops.name_scope(name, "TensorArrayRead"):
             buf = self._rows()
-            onehot = tw.one_hot(tw.cast(convert_to_tensor(index), dtypes.int32),
-                                tw.cast(self._size, dtypes.int32), dtype=self._dtype)
-            out = tw.tensordot(onehot, buf, [[0], [0]]) if self._dtype.is_floating else \
-                tw.gather(buf, index)
+            out = self._select_rows(self._row_mask(index, "read"), buf,
+                                    max(buf.shape.ndims - 1, 0) if buf.shape.ndims else 0) \
+                if buf.shape.ndims is not None else self._read_unknown_rank(index, buf)
             if self._element_shape.ndims is not None:
                 out.set_shape(self._element_shape)
             return out
+
+    def _read_unknown_rank(self, index, buf):
+        return _tw().gather(buf, self._checked_index(index, "read"))
 
     def gather(self, indices, name=None):
         """The elements at ``indices``, stacked."""
         tw = _tw()
         with ops.name_scope(name, "TensorArrayGather"):
             buf = self._rows()
-            if self._dtype.is_floating:
-                onehot = tw.one_hot(tw.cast(convert_to_tensor(indices), dtypes.int32),
-                                    tw.cast(self._size, dtypes.int32), dtype=self._dtype)
-                return tw.tensordot(onehot, buf, [[1], [0]])
-            return tw.gather(buf, indices)
+            if buf.shape.ndims is None:
+                return tw.gather(buf, self._checked_index(indices, "gather"))
+            mask = self._row_mask(indices, "gather")  # [k, size]
+            return self._select_rows(mask, tw.expand_dims(buf, 0), buf.shape.ndims - 1)
 
     def stack(self, name=None):
         """All elements, stacked: ``[size] + element_shape``."""
@@ -221,11 +241,10 @@ class TensorArray:
             elem = self._element_shape.merge_with(value.shape[1:])
             buf = self._full_buffer(elem.as_list())
             rank = len(elem.as_list())
-            onehot = tw.one_hot(tw.cast(convert_to_tensor(indices), dtypes.int32),
-                                tw.cast(self._size, dtypes.int32), dtype=self._dtype)
-            placed = tw.tensordot(onehot, value, [[0], [0]])  # [size] + elem
-            hit = tw.reshape(tw.reduce_any(tw.cast(onehot, dtypes.bool_), 0),
-                             [-1] + [1] * rank)
+            mask = self._row_mask(indices, "scatter")  # [k, size]
+            # row r of the result: the value whose index is r (an exact pick, as in read)
+            placed = self._select_rows(tw.transpose(mask), tw.expand_dims(value, 0), rank)
+            hit = tw.reshape(tw.reduce_any(mask, 0), [-1] + [1] * rank)
             return self._with(tw.where_v2(hit, placed, buf), elem)
 
     def split(self, value, lengths, name=None):

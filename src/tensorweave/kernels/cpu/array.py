@@ -360,7 +360,7 @@ def _unique(op, ctx):
     def run(x):
         # np.unique sorts; TensorFlow keeps the order of first appearance
         u, first, inv, cnt = np.unique(x, return_index=True, return_inverse=True,
-                                       return_counts=True)
+                                       return_counts=True, equal_nan=False)  # NaNs distinct
         order = np.argsort(first, kind="stable")
         rank = np.empty_like(order)
         rank[order] = np.arange(order.size)

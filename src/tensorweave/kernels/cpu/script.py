@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from tensorweave.framework import errors
+from tensorweave.framework.ops import string_array as ops_string_array
 from tensorweave.framework.registry import register_kernel
 
 
@@ -48,14 +49,23 @@ def _py_func(op, ctx):
         out = []
         for k, (v, dt) in enumerate(zip(values, touts)):
             a = np.asarray(v)
-            if dt is object or a.dtype.kind in "USO":
-                out.append(a)
+            want = np.dtype(dt)
+            if want.kind == "O":  # tw.string: bytes, as TF1 returns them
+                out.append(ops_string_array(a))
                 continue
-            if not np.can_cast(a.dtype, dt, casting="same_kind") and a.dtype.kind != "b":
+            if a.dtype.kind in "USO" or not (
+                    np.can_cast(a.dtype, want, casting="same_kind") or a.dtype.kind == "b"):
                 raise errors.InvalidArgumentError(
                     None, op, f"The py_func's output {k} has dtype {a.dtype}, which does not "
-                    f"convert to the declared {np.dtype(dt).name} ({op.describe()})")
-            out.append(a.astype(dt, copy=False))
+                    f"convert to the declared {want.name} ({op.describe()})")
+            if want.kind in "iu" and a.dtype.kind in "iu" and a.size and \
+                    not np.can_cast(a.dtype, want, casting="safe"):
+                info = np.iinfo(want)
+                if a.min() < info.min or a.max() > info.max:
+                    raise errors.InvalidArgumentError(
+                        None, op, f"The py_func's output {k} has values outside the range of "
+                        f"the declared {want.name} ({op.describe()})")
+            out.append(a.astype(want, copy=False))
         return out[0] if len(out) == 1 else tuple(out)
 
     return run
