@@ -43,6 +43,7 @@ _SIGNATURES = {
     "SparseApplyAdadelta": (["var", "accum", "accum_update", "lr", "rho", "epsilon", "grad",
                              "indices"], 3),
     "ApplyProximalGradientDescent": (["var", "alpha", "l1", "l2", "delta"], 1),
+    "SparseApplyProximalGradientDescent": (["var", "alpha", "l1", "l2", "grad", "indices"], 1),
     "ApplyProximalAdagrad": (["var", "accum", "lr", "l1", "l2", "grad"], 2),
     "SparseApplyProximalAdagrad": (["var", "accum", "lr", "l1", "l2", "grad", "indices"], 2),
     "ApplyFtrlV2": (["var", "accum", "linear", "grad", "lr", "l1", "l2", "l2_shrinkage",
@@ -221,6 +222,13 @@ def apply_proximal_gradient_descent(var, alpha, l1, l2, delta, use_locking=False
                   {"use_locking": use_locking}, name)
 
 
+def sparse_apply_proximal_gradient_descent(var, alpha, l1, l2, grad, indices,
+                                           use_locking=False, name=None):
+    """:func:`apply_proximal_gradient_descent` on the rows ``indices`` only."""
+    return _apply("SparseApplyProximalGradientDescent", [var], [alpha, l1, l2, grad, indices],
+                  {"use_locking": use_locking}, name)
+
+
 def apply_proximal_adagrad(var, accum, lr, l1, l2, grad, use_locking=False, name=None):
     """Adagrad's step (per-element rate ``lr / sqrt(accum)``), then the same proximal map."""
     return _apply("ApplyProximalAdagrad", [var, accum], [lr, l1, l2, grad],
@@ -254,5 +262,6 @@ __all__ = ["apply_gradient_descent", "apply_momentum", "sparse_apply_momentum", 
            "sparse_apply_adagrad", "apply_rms_prop", "sparse_apply_rms_prop",
            "apply_centered_rms_prop", "sparse_apply_centered_rms_prop", "apply_adam",
            "sparse_apply_adam", "apply_adadelta", "sparse_apply_adadelta",
-           "apply_proximal_gradient_descent", "apply_proximal_adagrad",
+           "apply_proximal_gradient_descent", "sparse_apply_proximal_gradient_descent",
+           "apply_proximal_adagrad",
            "sparse_apply_proximal_adagrad", "apply_ftrl_v2", "sparse_apply_ftrl_v2"]

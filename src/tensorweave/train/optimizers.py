@@ -262,11 +262,11 @@ class ProximalGradientDescentOptimizer(Optimizer):
             var, self._hyper("learning_rate", self._lr, var), self._hyper("l1", self._l1, var),
             self._hyper("l2", self._l2, var), grad, use_locking=self._use_locking).op
 
-    def _apply_sparse(self, grad, var):  # a dense step on the densified gradient
-        from tensorweave.ops import array_ops
-        dense = array_ops.unsorted_segment_sum(grad.values, grad.indices,
-                                               array_ops.shape(var)[0])
-        return self._apply_dense(dense, var)
+    def _apply_sparse(self, grad, var):  # only the rows with a gradient move
+        return training_ops.sparse_apply_proximal_gradient_descent(
+            var, self._hyper("learning_rate", self._lr, var), self._hyper("l1", self._l1, var),
+            self._hyper("l2", self._l2, var), grad.values, grad.indices,
+            use_locking=self._use_locking).op
 
 
 class ProximalAdagradOptimizer(Optimizer):

@@ -427,3 +427,10 @@ def _sparse_ftrl(op, refs, grad, idx, lr, l1, l2, l2_shrinkage, lr_power):
     _ftrl_step(*rows, grad, lr, l1, l2, l2_shrinkage, lr_power)
     for r, v in zip(refs, rows):
         r[idx] = v
+
+
+@_kernel("SparseApplyProximalGradientDescent", 1, sparse=True)
+def _sparse_proximal_gd(op, refs, alpha, l1, l2, grad, idx):
+    var = refs[0]
+    prox = var[idx] - alpha * grad
+    var[idx] = _proximal(prox, alpha, l1, l2) if l1 > 0 or l2 > 0 else prox
