@@ -39,11 +39,12 @@ def test_train_save_summarize_then_resume(tmp_path):
                                            save_checkpoint_steps=10,
                                            save_summaries_steps=5,
                                            log_step_count_steps=10) as sess:
+        assert tw.get_default_graph().finalized  # the scaffold froze the graph ...
         while not sess.should_stop():
             sess.run(train_op, {x: X, y: Y})
             runs += 1
     assert runs == 30
-    assert tw.get_default_graph().finalized  # the scaffold froze the graph
+    assert not tw.get_default_graph().finalized  # ... until the session closed (TF1 1.14+)
     ckpt = tw.train.latest_checkpoint(str(tmp_path))
     assert ckpt.endswith("model.ckpt-30")
     w30 = tw.train.load_variable(ckpt, "w")
@@ -193,3 +194,27 @@ def test_chief_and_worker_on_a_cluster_share_the_parameter_servers(tmp_path):
     finally:
         cluster.shutdown()
     assert tw.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-5")
+
+
+def test_a_second_session_on_the_same_graph_and_cleanup_on_failure(tmp_path):
+    x, y, w, loss, step, train_op = _model()
+    for last in (3, 6):  # was: "Fetch argument None" (the graph stayed finalized)
+        with tw.train.MonitoredTrainingSession(
+                checkpoint_dir=str(tmp_path), save_summaries_steps=None,
+                hooks=[tw.train.StopAtStepHook(last_step=last)]) as sess:
+            while not sess.should_stop():
+                sess.run(train_op, {x: X, y: Y})
+    assert tw.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-6")
+    copied = tw.train.Scaffold(ready_op=tw.report_uninitialized_variables(),
+                               copy_from_scaffold=tw.train.Scaffold(init_op=tw.no_op()))
+    assert copied.ready_op is not None and copied.init_op.type == "NoOp"
+
+    class Broken(tw.train.SessionRunHook):
+        def after_create_session(self, session, coord):
+            self.session = session
+            raise RuntimeError("hook failed")
+
+    broken = Broken()
+    with pytest.raises(RuntimeError, match="hook failed"):
+        tw.train.MonitoredSession(hooks=[broken])
+    assert broken.session._closed and not tw.get_default_graph().finalized

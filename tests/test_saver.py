@@ -396,8 +396,15 @@ def test_init_from_checkpoint_warm_starts_mapped_variables(tmp_path):
         tw.train.init_from_checkpoint(path, {"pretrained/bias": single})
         with pytest.raises(ValueError, match=r"shape \[2, 3\] in the checkpoint"):
             tw.train.init_from_checkpoint(path, {"pretrained/kernel": "head"})
-        with pytest.raises(ValueError, match="'missing' is not in the checkpoint"):
+        with pytest.raises(ValueError, match="'missing' \\(for 'head'\\) is not in the checkpoint"):
             tw.train.init_from_checkpoint(path, {"missing": "head"})
+        with tw.variable_scope("model/encoder"):  # a typo under a mapped scope: named
+            tw.get_variable("kernal", [2, 3])
+        with pytest.raises(ValueError, match="'pretrained/kernal'.*not in the checkpoint"):
+            tw.train.init_from_checkpoint(path, {"pretrained/": "model/encoder/"})
+        count = tw.Variable([0, 0, 0], name="count")
+        with pytest.raises(ValueError, match="cannot be cast safely to int32"):
+            tw.train.init_from_checkpoint(path, {"pretrained/bias": count})
         with tw.Session() as s:
             s.run(tw.global_variables_initializer())
             got = s.run([k2, b2, head, single])

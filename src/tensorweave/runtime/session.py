@@ -346,7 +346,7 @@ def _signature(fetches, feed_dict):
         if isinstance(fetches, (list, tuple)) and type(fetches) in (list, tuple):
             fk = (type(fetches), *fetches)
         elif isinstance(fetches, (dict, list, tuple)):
-            return None
+            fk = _nested_key(fetches)  # e.g. a MonitoredSession's {"caller": ..., "hook0": ...}
         else:
             fk = fetches
         key = (fk, tuple(feed_dict) if feed_dict else ())
@@ -354,6 +354,19 @@ def _signature(fetches, feed_dict):
         return key
     except TypeError:
         return None
+
+
+def _nested_key(f):
+    """A hashable key for plain nested lists/tuples/dicts of fetches (dict order included);
+    TypeError for other containers (namedtuples, dict subclasses), which stay uncached."""
+    t = type(f)
+    if t is list or t is tuple:
+        return (t, tuple(_nested_key(x) for x in f))
+    if t is dict:
+        return (dict, tuple((k, _nested_key(v)) for k, v in f.items()))
+    if isinstance(f, (list, tuple, dict)):
+        raise TypeError("not a plain container")
+    return f
 
 
 _OBJECT = np.dtype(object)  # tw.string's NumPy dtype (NumPy keeps one instance)

@@ -52,13 +52,17 @@ class Scaffold:
                  saver=None, copy_from_scaffold=None):
         if copy_from_scaffold is not None:
             c = copy_from_scaffold
-            init_op = init_op or c.init_op
-            init_feed_dict = init_feed_dict or c.init_feed_dict
-            init_fn = init_fn or c._init_fn
-            ready_op = ready_op or c.ready_op
-            local_init_op = local_init_op or c.local_init_op
-            summary_op = summary_op or c.summary_op
-            saver = saver or c.saver
+
+            def pick(mine, theirs):  # tensors have no truth value: compare with None
+                return theirs if mine is None else mine
+
+            init_op, init_feed_dict = pick(init_op, c.init_op), pick(init_feed_dict,
+                                                                     c.init_feed_dict)
+            init_fn, ready_op = pick(init_fn, c._init_fn), pick(ready_op, c.ready_op)
+            ready_for_local_init_op = pick(ready_for_local_init_op, c.ready_for_local_init_op)
+            local_init_op, summary_op = pick(local_init_op, c.local_init_op), pick(
+                summary_op, c.summary_op)
+            saver = pick(saver, c.saver)
         self.init_op, self.init_feed_dict, self._init_fn = init_op, init_feed_dict, init_fn
         self.ready_op, self.ready_for_local_init_op = ready_op, ready_for_local_init_op
         self.local_init_op, self.summary_op, self.saver = local_init_op, summary_op, saver
@@ -71,8 +75,7 @@ class Scaffold:
         """Creates the missing ops, then freezes the graph (no op may be added after)."""
         tw = _tw()
         g = ops.get_default_graph()
-        if g.finalized:
-            return self
+        # on a finalized graph a missing op cannot be made: the graph's own error says so
         if self.init_op is None:
             self.init_op = tw.global_variables_initializer()
         if self.ready_op is None:
@@ -92,7 +95,8 @@ class Scaffold:
             else:
                 self.saver = tw.train.Saver(allow_empty=True)
                 ops.add_to_collection(GraphKeys.SAVERS, self.saver)
-        g.finalize()
+        if not g.finalized:
+            g.finalize()
         return self
 
 
@@ -127,6 +131,13 @@ class ChiefSessionCreator(SessionCreator):
     def create_session(self):
         s = self._scaffold.finalize()
         sess = _new_session(self._master, self._config, self._task)
+        try:
+            return self._prepare(s, sess)
+        except BaseException:
+            sess.close()
+            raise
+
+    def _prepare(self, s, sess):
         ckpt = self._path
         if ckpt is None and self._dir:
             ckpt = _tw().train.latest_checkpoint(self._dir)
@@ -140,7 +151,6 @@ class ChiefSessionCreator(SessionCreator):
         sess.run(s.local_init_op)
         missing = _uninitialized(sess, s)
         if missing:
-            sess.close()
             where = f"the checkpoint {ckpt}" if ckpt else "the init_op"
             raise RuntimeError(f"{where} left variables uninitialized: {missing}. A checkpoint "
                                "from another model, or an init_op that skips variables?")
@@ -161,6 +171,13 @@ class WorkerSessionCreator(SessionCreator):
     def create_session(self):
         s = self._scaffold.finalize()
         sess = _new_session(self._master, self._config, self._task)
+        try:
+            return self._wait_ready(s, sess)
+        except BaseException:
+            sess.close()
+            raise
+
+    def _wait_ready(self, s, sess):
         deadline = time.monotonic() + self._max_wait
         local = {v.op.name for v in ops.get_collection(GraphKeys.LOCAL_VARIABLES)}
         while True:  # the shared (global) variables: the local ones are this worker's own
@@ -168,7 +185,6 @@ class WorkerSessionCreator(SessionCreator):
             if not missing:
                 break
             if time.monotonic() > deadline:
-                sess.close()
                 raise errors.DeadlineExceededError(
                     None, None, f"Session was not ready after waiting {self._max_wait} secs: "
                     f"uninitialized variables {missing}. Is the chief running (is_chief=True "
@@ -185,6 +201,8 @@ class MonitoredSession:
 
     def __init__(self, session_creator=None, hooks=None, stop_grace_period_secs=120,
                  should_recover=True):
+        self._graph = ops.get_default_graph()
+        self._graph_was_finalized = self._graph.finalized  # restored on close (TF1 1.14+)
         self._hooks = list(hooks or [])
         for h in self._hooks:
             h.begin()
@@ -192,22 +210,35 @@ class MonitoredSession:
         self._grace = stop_grace_period_secs
         self._should_recover = should_recover
         self._sess = None
-        self._create()
+        try:
+            self._create()
+        except BaseException:
+            self._unfinalize()
+            raise
 
     # --- the session ---------------------------------------------------------------------
     def _create(self):
         from tensorweave.train.queue_runner import Coordinator, start_queue_runners
+        self._coord, self._threads = Coordinator(), []
         self._sess = self._creator.create_session()
-        self._coord = Coordinator()
-        self._threads = start_queue_runners(self._sess, self._coord)
-        self._should_stop = False
-        for h in self._hooks:
-            h.after_create_session(self._sess, self._coord)
+        try:
+            self._threads = start_queue_runners(self._sess, self._coord)
+            self._should_stop = False
+            for h in self._hooks:
+                h.after_create_session(self._sess, self._coord)
+        except BaseException:
+            self._close_session()
+            raise
+
+    def _unfinalize(self):
+        if not self._graph_was_finalized and self._graph.finalized:
+            self._graph._unsafe_unfinalize()
 
     def _close_session(self):
         try:
             self._coord.request_stop()
-            self._coord.join(self._threads, stop_grace_period_secs=self._grace)
+            self._coord.join(self._threads, stop_grace_period_secs=self._grace,
+                             ignore_live_threads=True)
         finally:
             sess, self._sess = self._sess, None
             if sess is not None:
@@ -236,9 +267,22 @@ class MonitoredSession:
                             type(e).__name__, e)
                 try:
                     self._close_session()
-                except Exception:  # noqa: BLE001  (the old session is gone either way)
-                    pass
+                except Exception as close_error:  # noqa: BLE001  (gone either way)
+                    log.warning("Closing the failed session: %s: %s",
+                                type(close_error).__name__, close_error)
+                self._recreate()
+
+    def _recreate(self):
+        """Creates the session again, retrying while the cluster is still recovering (as
+        TF1's _RecoverableSession does)."""
+        while True:
+            try:
                 self._create()
+                return
+            except _RECOVERABLE as e:
+                log.warning("Creating the session failed with %s (%s): retrying",
+                            type(e).__name__, e)
+                time.sleep(0.5)
 
     def _hooked_run(self, fetches, feed_dict, options, run_metadata):
         ctx = hooks_lib.SessionRunContext(hooks_lib.SessionRunArgs(fetches, feed_dict),
@@ -283,7 +327,10 @@ class MonitoredSession:
                 for h in self._hooks:
                     h.end(self._sess)
         finally:
-            self._close_session()
+            try:
+                self._close_session()
+            finally:
+                self._unfinalize()
 
     def __enter__(self):
         return self

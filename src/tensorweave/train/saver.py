@@ -360,15 +360,13 @@ def remove_checkpoint(checkpoint_prefix, checkpoint_format_version=None,
 def _runtime_context(sess):
     """The local session's RuntimeContext (variable storage), or None for other sessions,
     which are read and written through graph ops instead."""
-    seen = 0
-    while sess is not None and seen < 8:
+    while sess is not None:
         if not getattr(sess, "_variables_are_local", True):  # a cluster session: they live
             return None                                      # on the tasks
         ctx = getattr(sess, "_ctx", None)
         if ctx is not None and isinstance(getattr(ctx, "variables", None), dict):
             return ctx
-        sess = getattr(sess, "_sess", None) or getattr(sess, "_tf_sess", None)
-        seen += 1
+        sess = getattr(sess, "_sess", None)  # a MonitoredSession wraps the session it runs
     return None
 
 
@@ -704,6 +702,7 @@ def init_from_checkpoint(ckpt_dir_or_file, assignment_map):
                   ops.get_collection(GraphKeys.LOCAL_VARIABLES) if isinstance(v, Variable)}
     with load_checkpoint(path) as reader:
         ckpt_shapes = reader.get_variable_to_shape_map()
+        ckpt_dtypes = reader.get_variable_to_dtype_map()
         plan = []  # (variable, checkpoint name)
         for src, dst in assignment_map.items():
             if isinstance(dst, Variable):
@@ -716,11 +715,11 @@ def init_from_checkpoint(ckpt_dir_or_file, assignment_map):
                 want = "" if dst in ("/", "") else dst
                 have = "" if src in ("/", "") else src
                 found = [(v, have + name[len(want):]) for name, v in sorted(graph_vars.items())
-                         if name.startswith(want) and have + name[len(want):] in ckpt_shapes]
+                         if name.startswith(want)]
                 if not found:
-                    raise ValueError(f"init_from_checkpoint: no variable under {dst!r} has a "
-                                     f"counterpart under {src!r} in {path}")
-                plan.extend(found)
+                    raise ValueError(f"init_from_checkpoint: the graph has no variable under "
+                                     f"{dst!r}")
+                plan.extend(found)  # each must be in the checkpoint, as in TF1 (checked below)
             else:
                 name = dst[:-2] if dst.endswith(":0") else dst
                 if name not in graph_vars:
@@ -728,11 +727,19 @@ def init_from_checkpoint(ckpt_dir_or_file, assignment_map):
                 plan.append((graph_vars[name], src))
         problems = []
         for v, src in plan:
+            want_dtype = v.dtype.base_dtype
             if src not in ckpt_shapes:
-                problems.append(f"{src!r} is not in the checkpoint")
+                problems.append(f"{src!r} (for {v.op.name!r}) is not in the checkpoint")
             elif not v.shape.is_compatible_with(ckpt_shapes[src]):
                 problems.append(f"{src!r} has shape {list(ckpt_shapes[src])} in the checkpoint "
                                 f"but {v.op.name!r} has shape {v.shape}")
+            elif ckpt_dtypes[src] != want_dtype and (
+                    want_dtype.as_numpy_dtype is None or not np.can_cast(
+                        ckpt_dtypes[src].as_numpy_dtype, want_dtype.as_numpy_dtype,
+                        casting="safe")):
+                problems.append(f"{src!r} has dtype {ckpt_dtypes[src].name} in the "
+                                f"checkpoint, which cannot be cast safely to {want_dtype.name} "
+                                f"({v.op.name!r})")
         if problems:
             raise ValueError(f"init_from_checkpoint from {path}: {'; '.join(problems)}")
         for v, src in plan:

@@ -102,8 +102,9 @@ def _global_step_tensor():
 
 
 def _step_now(session, step_tensor):
-    """The global step after the run (read again: a variable fetched in the run that updates
-    it may show either value)."""
+    """The global step after the run, read again: a variable fetched in the run that updates it
+    may show the value before or after the update. Hooks fetch the step with the run and read it
+    again only when that value says they may fire (TF1's way: no extra run per step)."""
     return int(session.run(step_tensor))
 
 
@@ -164,8 +165,12 @@ class StopAtStepHook(SessionRunHook):
         if self._last_step is None:
             self._last_step = int(session.run(self._step)) + self._num_steps
 
+    def before_run(self, run_context):
+        return SessionRunArgs(self._step)
+
     def after_run(self, run_context, run_values):
-        if _step_now(run_context.session, self._step) >= self._last_step:
+        if int(run_values.results) + 1 >= self._last_step and \
+                _step_now(run_context.session, self._step) >= self._last_step:
             run_context.request_stop()
 
 
@@ -281,7 +286,12 @@ class CheckpointSaverHook(SessionRunHook):
         os.makedirs(self._dir, exist_ok=True)
         self._timer.reset()
 
+    def before_run(self, run_context):
+        return SessionRunArgs(self._step)
+
     def after_run(self, run_context, run_values):
+        if not self._timer.should_trigger_for_step(int(run_values.results) + 1):
+            return
         step = _step_now(run_context.session, self._step)
         if self._timer.should_trigger_for_step(step):
             self._timer.update_last_triggered_step(step)
@@ -349,16 +359,19 @@ class SummarySaverHook(SessionRunHook):
     def before_run(self, run_context):
         self._fire = self._next is None or self._timer.should_trigger_for_step(self._next)
         op = self._summary_op()
-        return SessionRunArgs({"summary": op}) if self._fire and op is not None else None
+        fetches = {"step": self._step}
+        if self._fire and op is not None:
+            fetches["summary"] = op
+        return SessionRunArgs(fetches)
 
     def after_run(self, run_context, run_values):
-        step = _step_now(run_context.session, self._step)
+        step = int(run_values.results["step"])
         if self._next is None:
             from tensorweave.summary import SessionLog
             self._writer.add_session_log(SessionLog(status=SessionLog.START), step)
         if self._fire:
             self._timer.update_last_triggered_step(step)
-            if run_values.results:
+            if "summary" in run_values.results:
                 self._writer.add_summary(run_values.results["summary"], step)
         self._next = step + 1
 
@@ -385,7 +398,12 @@ class StepCounterHook(SessionRunHook):
         self._step = _global_step_tensor()
         self._timer.reset()
 
+    def before_run(self, run_context):
+        return SessionRunArgs(self._step)
+
     def after_run(self, run_context, run_values):
+        if not self._timer.should_trigger_for_step(int(run_values.results) + 1):
+            return
         step = _step_now(run_context.session, self._step)
         if self._timer.should_trigger_for_step(step):
             elapsed = self._timer.update_last_triggered_step(step)
