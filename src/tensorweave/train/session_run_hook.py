@@ -108,6 +108,15 @@ def _step_now(session, step_tensor):
     return int(session.run(step_tensor))
 
 
+def _due_step(timer, run_context, run_values, step_tensor):
+    """The global step if ``timer`` fires for it after this run, else None: the step fetched
+    with the run says whether it may, and only then is it read again."""
+    if not timer.should_trigger_for_step(int(run_values.results) + 1):
+        return None
+    step = _step_now(run_context.session, step_tensor)
+    return step if timer.should_trigger_for_step(step) else None
+
+
 def _as_tensor(t):
     return ops.get_default_graph().as_graph_element(t) if isinstance(t, str) else t
 
@@ -290,10 +299,8 @@ class CheckpointSaverHook(SessionRunHook):
         return SessionRunArgs(self._step)
 
     def after_run(self, run_context, run_values):
-        if not self._timer.should_trigger_for_step(int(run_values.results) + 1):
-            return
-        step = _step_now(run_context.session, self._step)
-        if self._timer.should_trigger_for_step(step):
+        step = _due_step(self._timer, run_context, run_values, self._step)
+        if step is not None:
             self._timer.update_last_triggered_step(step)
             if self._save(run_context.session, step):
                 run_context.request_stop()
@@ -402,10 +409,8 @@ class StepCounterHook(SessionRunHook):
         return SessionRunArgs(self._step)
 
     def after_run(self, run_context, run_values):
-        if not self._timer.should_trigger_for_step(int(run_values.results) + 1):
-            return
-        step = _step_now(run_context.session, self._step)
-        if self._timer.should_trigger_for_step(step):
+        step = _due_step(self._timer, run_context, run_values, self._step)
+        if step is not None:
             elapsed = self._timer.update_last_triggered_step(step)
             if elapsed is not None and elapsed[0] > 0:
                 rate = elapsed[1] / elapsed[0]
