@@ -75,9 +75,7 @@ def test_the_array_api_outside_loops():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(NotImplementedError, match="dynamic_size"):
-        tw.TensorArray(tw.float32, size=3, dynamic_size=True)
-    with pytest.raises(ValueError, match="size="):
+    with pytest.raises(ValueError, match="size=.*dynamic_size"):
         tw.TensorArray(tw.float32)
     ta = tw.TensorArray(tw.float32, size=3, element_shape=[2])
     with pytest.raises(ValueError, match="not compatible"):
@@ -91,13 +89,38 @@ def test_errors_name_the_problem():
                       [0, tw.TensorArray(tw.float32, size=3, element_shape=[2])])
 
 
-def _ta_program(lib):
+def test_dynamic_size_grows_to_the_largest_index_written():
+    n = tw.placeholder(tw.int32, [])
+    w = tw.Variable(W)
+    ta = tw.TensorArray(tw.float32, size=0, dynamic_size=True)
+
+    def body(t, h, ta):  # a decoder of run-time length n
+        h = tw.tanh(tw.matmul(h, w) + 0.1)
+        return t + 1, h, ta.write(t, h)
+
+    _, _, ta = tw.while_loop(lambda t, h, ta: t < n, body, [0, tw.ones([2, 3]), ta])
+    hs = ta.stack()
+    assert hs.shape.as_list() == [None, 2, 3]
+    (g,) = tw.gradients(tw.reduce_sum(hs), [w])
+    sparse = tw.TensorArray(tw.float32, size=0, dynamic_size=True).write(3, [1.0, 2.0])
+    with tw.Session() as s:
+        s.run(tw.global_variables_initializer())
+        h4, g4, size4 = s.run([hs, g, ta.size()], {n: 4})
+        h2 = s.run(hs, {n: 2})
+        got_sparse = s.run([sparse.stack(), sparse.size()])
+    assert h4.shape == (4, 2, 3) and size4 == 4 and h2.shape == (2, 2, 3)
+    np.testing.assert_allclose(h4[:2], h2)
+    assert np.abs(g4).sum() > 0
+    assert got_sparse[0].tolist() == [[0, 0], [0, 0], [0, 0], [1, 2]] and got_sparse[1] == 4
+
+
+def _ta_program(lib, dynamic=False):
     """The same TF1 source for both libraries: an RNN written into a TensorArray."""
     g = lib.Graph()
     with g.as_default():
         xs = lib.constant(XS)
         w = lib.Variable(W)
-        ta = lib.TensorArray(lib.float32, size=5)
+        ta = lib.TensorArray(lib.float32, size=0 if dynamic else 5, dynamic_size=dynamic)
 
         def body(t, h, ta):
             h = lib.tanh(lib.matmul(h, w) + xs[t])
@@ -117,6 +140,7 @@ def test_tensorflow_gives_the_same_numbers():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     tf = pytest.importorskip("tensorflow").compat.v1
     tf.disable_eager_execution()
-    ours, theirs = _ta_program(tw), _ta_program(tf)
-    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-5, atol=1e-6)
+    for dynamic in (False, True):
+        ours, theirs = _ta_program(tw, dynamic), _ta_program(tf, dynamic)
+        np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-5, atol=1e-6)

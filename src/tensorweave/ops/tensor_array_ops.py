@@ -18,7 +18,8 @@ Example::
     _, _, ta = tw.while_loop(lambda t, h, ta: t < n, body, [0, h0, ta])
     hs = ta.stack()                                   # [n, batch, hidden]
 
-Not supported: ``dynamic_size=True`` (give the largest size), ``split``.
+With ``dynamic_size=True`` the buffer grows (zero rows appended) to the largest index written
++ 1, which is the size ``stack`` returns. Not supported: ``split``.
 """
 
 from __future__ import annotations
@@ -41,16 +42,15 @@ class TensorArray:
     def __init__(self, dtype, size=None, dynamic_size=None, clear_after_read=None,
                  tensor_array_name=None, handle=None, flow=None, infer_shape=True,
                  element_shape=None, colocate_with_first_write_call=True, name=None):
-        if dynamic_size:
-            raise NotImplementedError(
-                "TensorArray(dynamic_size=True) is not supported: give size= the largest "
-                "number of elements (and slice the stacked result)")
         if handle is not None or flow is not None:
             raise NotImplementedError("TensorArray(handle=..., flow=...) is not supported")
         self._dtype = dtypes.as_dtype(dtype)
         self._name = name or tensor_array_name or "TensorArray"
-        if size is None:
-            raise ValueError("TensorArray needs size= (the number of elements)")
+        self._dynamic = bool(dynamic_size)
+        if size is None and not self._dynamic:
+            raise ValueError("TensorArray needs size= (the number of elements), or "
+                             "dynamic_size=True")
+        size = 0 if size is None else size
         self._size = size if isinstance(size, Tensor) else convert_to_tensor(
             size, dtype=dtypes.int32, name="size")
         self._element_shape = TensorShape(element_shape) if element_shape is not None \
@@ -71,6 +71,7 @@ class TensorArray:
     def _with(self, buffer, element_shape=None):
         ta = object.__new__(TensorArray)
         ta._dtype, ta._name, ta._size = self._dtype, self._name, self._size
+        ta._dynamic = self._dynamic
         ta._element_shape = self._element_shape if element_shape is None else element_shape
         ta._buffer = buffer
         return ta
@@ -94,23 +95,44 @@ class TensorArray:
                             f"array's {self._dtype.name}")
         return value
 
-    def _checked_index(self, index, what):
+    def _count(self, buf):
+        """How many elements the array holds: its size, or (``dynamic_size``) the buffer's
+        rows, which grow to the largest index written + 1."""
+        tw = _tw()
+        return tw.shape(buf)[0] if self._dynamic else tw.cast(self._size, dtypes.int32)
+
+    def _checked_index(self, index, what, buf):
         """``index`` as int32, with an Assert that it lies in [0, size) (TF1 fails there too;
         a one-hot mask would silently read zeros or drop the write)."""
         tw = _tw()
         idx = tw.cast(convert_to_tensor(index), dtypes.int32)
-        size = tw.cast(self._size, dtypes.int32)
+        size = self._count(buf)
         ok = tw.logical_and(tw.reduce_all(idx >= 0), tw.reduce_all(idx < size))
         check = tw.Assert(ok, [f"TensorArray {what}: index out of range [0, size): index =",
                                idx, "size =", size])
         with ops.control_dependencies([check]):
             return tw.identity(idx)
 
-    def _row_mask(self, index, what):
+    def _row_mask(self, index, what, buf):
         """Bool [size] (or [len(index), size]) one-hot rows for ``index``."""
         tw = _tw()
-        return tw.one_hot(self._checked_index(index, what), tw.cast(self._size, dtypes.int32),
+        return tw.one_hot(self._checked_index(index, what, buf), self._count(buf),
                           on_value=True, off_value=False, dtype=dtypes.bool_)
+
+    def _grown(self, buf, index, elem):
+        """``dynamic_size``: the buffer with zero rows appended up to ``index``."""
+        tw = _tw()
+        i = tw.cast(convert_to_tensor(index), dtypes.int32)
+        rows = tw.shape(buf)[0]
+
+        def grow():
+            extra = tw.concat([tw.reshape(i + 1 - rows, [1]),
+                               tw.constant(list(elem), dtype=dtypes.int32)], 0)
+            return tw.concat([buf, tw.zeros(extra, dtype=self._dtype)], 0)
+
+        out = tw.cond(i >= rows, grow, lambda: tw.identity(buf))
+        out.set_shape(TensorShape([None]).concatenate(elem))
+        return out
 
     def _select_rows(self, mask, values, rank):
         """``sum_r where(mask[..., r], values[r], 0)``: picks rows exactly (a product with a
@@ -139,6 +161,8 @@ class TensorArray:
         return None
 
     def size(self, name=None):
+        if self._dynamic and self._buffer is not None:
+            return _tw().identity(self._count(self._buffer), name=name or "TensorArraySize")
         return _tw().identity(tw_int32(self._size), name=name or "TensorArraySize")
 
     def identity(self):
@@ -160,8 +184,10 @@ class TensorArray:
                 raise ValueError(f"TensorArray write: the element's shape must be known, got "
                                  f"{value.shape}; give element_shape= to the TensorArray")
             buf = self._full_buffer(elem.as_list())
+            if self._dynamic:
+                buf = self._grown(buf, index, elem.as_list())
             rank = len(elem.as_list())
-            mask = tw.reshape(self._row_mask(index, "write"), [-1] + [1] * rank)
+            mask = tw.reshape(self._row_mask(index, "write", buf), [-1] + [1] * rank)
             new = tw.where_v2(mask, tw.expand_dims(value, 0), buf)
             if buf.shape.ndims is not None:
                 new.set_shape(buf.shape)
@@ -178,7 +204,7 @@ class TensorArray:
         """Element ``index`` (a gradient flows back into the array as a dense one-hot row)."""
         with ops.name_scope(name, "TensorArrayRead"):
             buf = self._rows()
-            out = self._select_rows(self._row_mask(index, "read"), buf,
+            out = self._select_rows(self._row_mask(index, "read", buf), buf,
                                     max(buf.shape.ndims - 1, 0) if buf.shape.ndims else 0) \
                 if buf.shape.ndims is not None else self._read_unknown_rank(index, buf)
             if self._element_shape.ndims is not None:
@@ -186,7 +212,7 @@ class TensorArray:
             return out
 
     def _read_unknown_rank(self, index, buf):
-        return _tw().gather(buf, self._checked_index(index, "read"))
+        return _tw().gather(buf, self._checked_index(index, "read", buf))
 
     def gather(self, indices, name=None):
         """The elements at ``indices``, stacked."""
@@ -194,8 +220,8 @@ class TensorArray:
         with ops.name_scope(name, "TensorArrayGather"):
             buf = self._rows()
             if buf.shape.ndims is None:
-                return tw.gather(buf, self._checked_index(indices, "gather"))
-            mask = self._row_mask(indices, "gather")  # [k, size]
+                return tw.gather(buf, self._checked_index(indices, "gather", buf))
+            mask = self._row_mask(indices, "gather", buf)  # [k, size]
             return self._select_rows(mask, tw.expand_dims(buf, 0), buf.shape.ndims - 1)
 
     def stack(self, name=None):
@@ -203,7 +229,7 @@ class TensorArray:
         tw = _tw()
         out = tw.identity(self._rows(), name=name or "TensorArrayStack")
         if self._element_shape.ndims is not None:
-            n = tw.constant_value(self._size)
+            n = None if self._dynamic else tw.constant_value(self._size)
             out.set_shape(TensorShape([None if n is None else int(n)]).concatenate(
                 self._element_shape))
         return out
@@ -226,7 +252,7 @@ class TensorArray:
             if value.shape.ndims == 0:
                 raise ValueError("TensorArray unstack needs a value of rank >= 1")
             elem = value.shape[1:] if value.shape.ndims is not None else TensorShape(None)
-            n = tw.constant_value(self._size)
+            n = None if self._dynamic else tw.constant_value(self._size)
             if n is not None and value.shape.ndims is not None and \
                     value.shape[0].value not in (None, int(n)):
                 raise ValueError(f"TensorArray unstack: the value has {value.shape[0]} rows "
@@ -240,8 +266,11 @@ class TensorArray:
             value = self._checked(value, "scatter")
             elem = self._element_shape.merge_with(value.shape[1:])
             buf = self._full_buffer(elem.as_list())
+            if self._dynamic:
+                buf = self._grown(buf, tw.reduce_max(tw.cast(convert_to_tensor(indices),
+                                                             dtypes.int32)), elem.as_list())
             rank = len(elem.as_list())
-            mask = self._row_mask(indices, "scatter")  # [k, size]
+            mask = self._row_mask(indices, "scatter", buf)  # [k, size]
             # row r of the result: the value whose index is r (an exact pick, as in read)
             placed = self._select_rows(tw.transpose(mask), tw.expand_dims(value, 0), rank)
             hit = tw.reshape(tw.reduce_any(mask, 0), [-1] + [1] * rank)
@@ -279,7 +308,10 @@ def while_loop(plain_while_loop, cond, body, loop_vars, shape_invariants, kwargs
                 invariants.append(TensorShape(None))
             else:
                 tensors.append(x._buffer)
-                invariants.append(x._buffer.shape)
+                shape = x._buffer.shape
+                if x._dynamic and shape.ndims is not None:  # the rows grow in the loop
+                    shape = TensorShape([None]).concatenate(shape[1:])
+                invariants.append(shape)
         else:
             t = convert_to_tensor(x)
             tensors.append(t)
