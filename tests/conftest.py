@@ -46,3 +46,13 @@ def pytest_collection_modifyitems(config, items):
 def gpu_available() -> bool:
     """True when CuPy and a CUDA GPU are usable in this session."""
     return gpu_unavailable_reason() is None
+
+
+@pytest.fixture
+def fresh_graph():
+    """A new default graph for the test, dropped again after it (files that build into the
+    default graph use it for every test: ``pytestmark = pytest.mark.usefixtures(...)``)."""
+    import tensorweave as tw
+    tw.reset_default_graph()
+    yield
+    tw.reset_default_graph()

@@ -5,12 +5,7 @@ import pytest
 
 import tensorweave as tw
 
-
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
-    yield
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 def _run(fetches, feed=None, local_init=False):

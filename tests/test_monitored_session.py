@@ -13,11 +13,7 @@ X = np.random.default_rng(0).standard_normal((32, 3)).astype(np.float32)
 Y = X @ W_TRUE
 
 
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
-    yield
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 def _model():

@@ -173,9 +173,7 @@ def _run(fetches, feed=None):
         return sess.run(fetches, feed)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 # --- cross entropies at extreme logits --------------------------------------------------------------

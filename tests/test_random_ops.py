@@ -7,10 +7,7 @@ import pytest
 import tensorweave as tw
 from tensorweave.ops import random_ops
 
-
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 def _build_all(graph_seed=1):

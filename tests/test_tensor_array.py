@@ -11,11 +11,7 @@ XS = R.standard_normal((5, 2, 3)).astype(np.float32)
 W = (R.standard_normal((3, 3)) * 0.5).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
-    yield
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 @pytest.mark.parametrize("element_shape", [None, [2, 3]])

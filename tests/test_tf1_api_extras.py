@@ -8,12 +8,7 @@ import pytest
 import tensorweave as tw
 from op_harness import OpCase, check_case
 
-
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
-    yield
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 def _run(fetches, feed=None):

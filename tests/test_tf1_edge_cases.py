@@ -9,11 +9,7 @@ import tensorweave as tw
 INF = np.inf
 
 
-@pytest.fixture(autouse=True)
-def _fresh_graph():
-    tw.reset_default_graph()
-    yield
-    tw.reset_default_graph()
+pytestmark = pytest.mark.usefixtures("fresh_graph")
 
 
 def _run(fetches, feed=None):

@@ -110,6 +110,14 @@ def _check_same_shape(a, b, what):
                          "predictions must have the same shape")
 
 
+def _pair(labels, predictions, what, predictions_name="predictions"):
+    """(labels, predictions): predictions as floats, labels cast to their dtype, same shape."""
+    predictions = _float(predictions, predictions_name)
+    labels = _tw().cast(convert_to_tensor(labels, name="labels"), predictions.dtype)
+    _check_same_shape(labels, predictions, what)
+    return labels, predictions
+
+
 def _elementwise(default_name, fn):
     def loss_fn(labels, predictions, weights=1.0, scope=None,
                 loss_collection=GraphKeys.LOSSES, reduction=Reduction.SUM_BY_NONZERO_WEIGHTS,
@@ -117,9 +125,7 @@ def _elementwise(default_name, fn):
         if labels is None or predictions is None:
             raise ValueError(f"{default_name}: labels and predictions must be given")
         with ops.name_scope(scope, default_name) as sc:
-            predictions = _float(predictions, "predictions")
-            labels = _tw().cast(convert_to_tensor(labels, name="labels"), predictions.dtype)
-            _check_same_shape(labels, predictions, default_name)
+            labels, predictions = _pair(labels, predictions, default_name)
             losses = fn(labels, predictions, **kw)
             return compute_weighted_loss(losses, weights, sc, loss_collection, reduction)
 
@@ -167,9 +173,7 @@ def hinge_loss(labels, logits, weights=1.0, scope=None, loss_collection=GraphKey
     """``max(0, 1 - (2 * labels - 1) * logits)`` for labels in {0, 1}."""
     tw = _tw()
     with ops.name_scope(scope, "hinge_loss") as sc:
-        logits = _float(logits, "logits")
-        labels = tw.cast(convert_to_tensor(labels, name="labels"), logits.dtype)
-        _check_same_shape(labels, logits, "hinge_loss")
+        labels, logits = _pair(labels, logits, "hinge_loss", "logits")
         signs = 2.0 * labels - 1.0
         losses = tw.nn.relu(1.0 - signs * logits)
         return compute_weighted_loss(losses, weights, sc, loss_collection, reduction)
@@ -184,9 +188,7 @@ def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
     if axis is None:
         raise ValueError("cosine_distance: you must specify axis")
     with ops.name_scope(scope, "cosine_distance_loss") as sc:
-        predictions = _float(predictions, "predictions")
-        labels = tw.cast(convert_to_tensor(labels, name="labels"), predictions.dtype)
-        _check_same_shape(labels, predictions, "cosine_distance")
+        labels, predictions = _pair(labels, predictions, "cosine_distance")
         losses = 1.0 - tw.reduce_sum(labels * predictions, axis=axis, keepdims=True)
         return compute_weighted_loss(losses, weights, sc, loss_collection, reduction)
 
@@ -198,9 +200,7 @@ def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothi
     towards 1/2: ``labels * (1 - s) + 0.5 * s``."""
     tw = _tw()
     with ops.name_scope(scope, "sigmoid_cross_entropy_loss") as sc:
-        logits = _float(logits, "logits")
-        labels = tw.cast(convert_to_tensor(multi_class_labels, name="labels"), logits.dtype)
-        _check_same_shape(labels, logits, "sigmoid_cross_entropy")
+        labels, logits = _pair(multi_class_labels, logits, "sigmoid_cross_entropy", "logits")
         if label_smoothing > 0:
             labels = labels * (1.0 - label_smoothing) + 0.5 * label_smoothing
         losses = tw.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -215,9 +215,7 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
     ``labels * (1 - s) + s / classes``. No gradient flows into the labels."""
     tw = _tw()
     with ops.name_scope(scope, "softmax_cross_entropy_loss") as sc:
-        logits = _float(logits, "logits")
-        labels = tw.cast(convert_to_tensor(onehot_labels, name="labels"), logits.dtype)
-        _check_same_shape(labels, logits, "softmax_cross_entropy")
+        labels, logits = _pair(onehot_labels, logits, "softmax_cross_entropy", "logits")
         if label_smoothing > 0:
             classes = tw.cast(tw.shape(labels)[-1], logits.dtype)
             labels = labels * (1.0 - label_smoothing) + label_smoothing / classes
