@@ -25,16 +25,20 @@ def _sigmoid(x):
 
 
 # --- activations ---------------------------------------------------------------------------------
-def _first_order(grad_type):
+def _first_order(grad_type, of_output=False):
+    """``of_output``: the gradient op reads the activation's output, as TensorFlow's Relu and
+    Relu6 gradients do (the mask is the same; the pre-activation buffer can die at once, and
+    the planner can fuse ``max_pool(relu(z))``'s gradient, see runtime/plan.py)."""
     def rule(op, grad):
         alpha = op.attrs.get("alpha")
-        return [nn_ops.activation_grad(grad_type, grad, op.inputs[0], alpha=alpha)]
+        x = op.outputs[0] if of_output else op.inputs[0]
+        return [nn_ops.activation_grad(grad_type, grad, x, alpha=alpha)]
 
     return rule
 
 
 for _t in ("Relu", "Relu6", "Softplus", "Softsign", "LeakyRelu"):
-    RegisterGradient(_t)(_first_order(_t + "Grad"))
+    RegisterGradient(_t)(_first_order(_t + "Grad", of_output=_t in ("Relu", "Relu6")))
 
 
 @RegisterGradient("Elu")

@@ -223,11 +223,13 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
         steps, fetch_slots = _insert_transfers(steps, fetch_slots, feed_slots, len(slot_of))
     fetch_copy = tuple(aliases_variable(t) or t.op.type == "Const" or
                        (rw is not None and t in rw.consts) for t in fetch_tensors)
-    fused = fused_sgd = 0
+    fused = fused_sgd = fused_conv = fused_pool = 0
     if options is not None and getattr(options, "fusion", False) and \
             all(st.device == "CPU" for st in steps):
         steps, fused = _fuse_matmul_sums(steps, fetch_slots)
         steps, fused_sgd = _fuse_matmul_sgd(steps, fetch_slots, ctx)
+        steps, fused_conv = _fuse_conv_bias_relu(steps, fetch_slots)
+        steps, fused_pool = _fuse_pool_relu_grad(steps, fetch_slots)
     ew_stats = {}
     if options is not None and getattr(options, "fusion", False) and \
             any(st.device != "CPU" for st in steps):
@@ -238,6 +240,8 @@ def compile_plan(fetch_tensors, target_ops, feed_tensors, ctx, device_type="CPU"
     plan.rewrite_stats = dict(rw.stats) if rw is not None else {}
     plan.rewrite_stats["matmul_sums_fused"] = fused
     plan.rewrite_stats["matmul_sgd_fused"] = fused_sgd
+    plan.rewrite_stats["conv_bias_relu_fused"] = fused_conv
+    plan.rewrite_stats["pool_relu_grad_fused"] = fused_pool
     plan.rewrite_stats.update(ew_stats)
     _free_lists(plan)
     if options is not None and getattr(options, "fusion", False):
@@ -433,6 +437,99 @@ def _fuse_matmul_sgd(steps, fetch_slots, ctx):
                                          bool(m.op.attrs["transpose_b"]))
         replaced[i] = Step(op, kernel, (st.in_slots[0], *m.in_slots), st.out_slots,
                            device=st.device)
+        removed.add(j)
+    if not replaced:
+        return steps, 0
+    return [replaced.get(i, st) for i, st in enumerate(steps) if i not in removed], len(replaced)
+
+
+def _sole_reader(steps, i, slot, consumers, keep, op_type):
+    """Index of the step after ``i`` that reads ``slot`` as its first input when it is of
+    ``op_type``, is the slot's only reader, and the slot is not fetched; else None."""
+    if consumers.get(slot) != 1 or slot in keep:
+        return None
+    for k in range(i + 1, len(steps)):
+        st = steps[k]
+        if slot in st.in_slots:
+            ok = st.const is None and st.op.type == op_type and st.in_slots[0] == slot
+            return k if ok else None
+    return None
+
+
+def _fusable(st) -> bool:
+    """A CPU kernel step with no control edges: merging it into a neighbour loses nothing."""
+    return st.const is None and not st.transfer and st.device == "CPU" and \
+        not st.op._control_inputs and not st.op._control_outputs
+
+
+def _nhwc(op) -> bool:
+    return op.attrs.get("data_format", "NHWC") in ("NHWC", b"NHWC")
+
+
+def _fuse_conv_bias_relu(steps, fetch_slots):
+    """``Relu(BiasAdd(Conv2D(x, f), b))`` and ``BiasAdd(Conv2D(x, f), b)`` (NHWC, CPU) -> one
+    step (``kernels/cpu/conv.conv2d_bias_relu``) that adds the bias and rectifies each block of
+    the convolution's output while it is in cache: two passes over the activation and one
+    buffer fewer. Fused where each intermediate feeds only the next op and is not fetched, and
+    no step in between writes state. Returns (steps, number fused)."""
+    from tensorweave.kernels.cpu.conv import conv2d_bias_relu
+
+    _, consumers = _producers_and_consumers(steps)
+    keep = set(fetch_slots)
+    removed, replaced = set(), {}
+    for j, st in enumerate(steps):
+        if st.const is not None or st.op.type != "Conv2D" or not _fusable(st) or \
+                not _nhwc(st.op) or len(st.in_slots) != 2:
+            continue
+        b = _sole_reader(steps, j, st.out_slots[0], consumers, keep, "BiasAdd")
+        if b is None or not _fusable(steps[b]) or not _nhwc(steps[b].op):
+            continue
+        last, relu = b, _sole_reader(steps, b, steps[b].out_slots[0], consumers, keep, "Relu")
+        if relu is not None and _fusable(steps[relu]):
+            last = relu
+        else:
+            relu = None
+        if any(_writes_state(steps[k]) for k in range(j + 1, last)):
+            continue
+        kernel = conv2d_bias_relu(st.op, steps[b].op, relu is not None)
+        replaced[last] = Step(steps[last].op, kernel, (*st.in_slots, steps[b].in_slots[1]),
+                              steps[last].out_slots, device="CPU")
+        removed |= {j, b} - {last}
+    if not replaced:
+        return steps, 0
+    return [replaced.get(i, st) for i, st in enumerate(steps) if i not in removed], len(replaced)
+
+
+_POOL_ATTRS = ("ksize", "strides", "padding", "data_format", "explicit_paddings")
+
+
+def _fuse_pool_relu_grad(steps, fetch_slots):
+    """``ReluGrad(MaxPoolGrad(x, MaxPool(x), dy), x)`` (CPU) -> one step
+    (``kernels/cpu/conv.max_pool_relu_grad``) that masks ``dy`` at the pooled size: the
+    gradient of ``max_pool(relu(z))``, every conv layer's. Fused where the pool's output
+    really is that MaxPool of ``x`` (same window), the pool gradient feeds only the ReluGrad
+    and is not fetched. Returns (steps, number fused)."""
+    from tensorweave.kernels.cpu.conv import max_pool_relu_grad
+
+    producer, consumers = _producers_and_consumers(steps)
+    keep = set(fetch_slots)
+    removed, replaced = set(), {}
+    for j, st in enumerate(steps):
+        if st.const is not None or st.op.type != "MaxPoolGrad" or not _fusable(st) or \
+                len(st.in_slots) != 3:
+            continue
+        x, y, _ = st.in_slots
+        p = producer.get(y)
+        pool = steps[p].op if p is not None and steps[p].const is None else None
+        if pool is None or pool.type != "MaxPool" or steps[p].in_slots != (x,) or \
+                any(pool.attrs.get(a) != st.op.attrs.get(a) for a in _POOL_ATTRS):
+            continue
+        k = _sole_reader(steps, j, st.out_slots[0], consumers, keep, "ReluGrad")
+        if k is None or not _fusable(steps[k]) or steps[k].in_slots[1:] != (x,) or \
+                any(_writes_state(steps[m]) for m in range(j + 1, k)):
+            continue
+        replaced[k] = Step(steps[k].op, max_pool_relu_grad(st.op), st.in_slots,
+                           steps[k].out_slots, device="CPU")
         removed.add(j)
     if not replaced:
         return steps, 0
@@ -652,7 +749,8 @@ def run_traced(plan: Plan, feed_values, step_stats, device_name="/job:localhost/
                     buf[s] = v
         dt = time.perf_counter() - t0
         dev.node_stats.append(NodeExecStats(
-            st.op.name, st.op.type, int(start * 1e6), max(1, int(dt * 1e6)),
+            st.op.name, getattr(st.fn, "trace_type", st.op.type), int(start * 1e6),
+            max(1, int(dt * 1e6)),
             timeline_label=f"{st.op.name} = {st.op.type}({', '.join(t.name for t in st.op.inputs)})"))
     step_stats.dev_stats.extend(devs.values())
     return tuple(_copy_value(buf[s]) if cp else buf[s]

@@ -1,0 +1,182 @@
+"""CPU plan fusions of the conv-layer chains (runtime/plan.py): ``Relu(BiasAdd(Conv2D))`` as one
+step, ``ReluGrad(MaxPoolGrad)`` as one step. Each is switched off by ``GraphOptions(fusion=False)``
+and gives bit-identical training; each is refused where fusing would change what runs."""
+
+import numpy as np
+import pytest
+
+import tensorweave as tw
+from tensorweave.kernels.cpu import conv
+from tensorweave.runtime.config import GraphOptions
+
+
+def _plan_stats(sess):
+    return list(sess._plans.values())[-1].rewrite_stats
+
+
+def _cnn(channels, pool_window, relu=True, seed=0):
+    """conv(5x5, SAME) -> bias -> [relu] -> max_pool -> conv -> bias -> relu -> dense; Adam."""
+    rng = np.random.default_rng(seed)
+    x = tw.placeholder(tw.float32, [None, 12, 12, channels], name="x")
+    y = tw.placeholder(tw.int32, [None], name="y")
+    f1 = tw.Variable(rng.standard_normal((5, 5, channels, 16)).astype(np.float32) * 0.2)
+    b1 = tw.Variable(rng.standard_normal(16).astype(np.float32) * 0.1)
+    f2 = tw.Variable(rng.standard_normal((3, 3, 16, 24)).astype(np.float32) * 0.1)
+    b2 = tw.Variable(rng.standard_normal(24).astype(np.float32) * 0.1)
+    h = tw.nn.bias_add(tw.nn.conv2d(x, f1, [1, 1, 1, 1], "SAME"), b1)
+    if relu:
+        h = tw.nn.relu(h)
+    k, s = pool_window
+    h = tw.nn.max_pool(h, [1, k, k, 1], [1, s, s, 1], "SAME")
+    h = tw.nn.relu(tw.nn.bias_add(tw.nn.conv2d(h, f2, [1, 1, 1, 1], "SAME"), b2))
+    h = tw.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    flat = tw.reshape(h, [-1, int(np.prod(h.shape.as_list()[1:]))])
+    w = tw.Variable(rng.standard_normal((flat.shape.as_list()[1], 5)).astype(np.float32) * 0.1)
+    loss = tw.reduce_mean(tw.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=y, logits=tw.matmul(flat, w)))
+    train = tw.train.AdamOptimizer(0.01).minimize(loss)
+    feed = {x: rng.standard_normal((6, 12, 12, channels)).astype(np.float32),
+            y: rng.integers(0, 5, 6).astype(np.int32)}
+    return loss, train, feed
+
+
+def _train(build, fusion, steps=4):
+    g = tw.Graph()
+    with g.as_default():
+        loss, train, feed = build()
+        init = tw.global_variables_initializer()
+        variables = tw.global_variables()
+    with tw.Session(graph=g, config=tw.ConfigProto(
+            graph_options=GraphOptions(fusion=fusion))) as sess:
+        sess.run(init)
+        losses = [sess.run([loss, train], feed)[0] for _ in range(steps)]
+        stats = dict(_plan_stats(sess))
+        return losses, sess.run(variables), stats
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 16])  # tap-major columns, im2col, kernel rows
+@pytest.mark.parametrize("pool_window", [(2, 2), (3, 2)])  # disjoint tiles / overlapping
+def test_fused_conv_layers_train_bit_identically(channels, pool_window):
+    def build():
+        return _cnn(channels, pool_window)
+
+    l_on, v_on, s_on = _train(build, True)
+    l_off, v_off, s_off = _train(build, False)
+    assert l_on == l_off
+    for a, b in zip(v_on, v_off):
+        np.testing.assert_array_equal(a, b)
+    assert s_on["conv_bias_relu_fused"] == 2 and s_off["conv_bias_relu_fused"] == 0
+    assert s_on["pool_relu_grad_fused"] == 2 and s_off["pool_relu_grad_fused"] == 0
+    assert l_on[-1] < l_on[0]
+
+
+def test_conv_bias_without_relu_fuses_the_bias_only():
+    def build():
+        return _cnn(3, (2, 2), relu=False)
+
+    l_on, v_on, s_on = _train(build, True)
+    l_off, v_off, _ = _train(build, False)
+    assert l_on == l_off
+    for a, b in zip(v_on, v_off):
+        np.testing.assert_array_equal(a, b)
+    # the first layer has no Relu: its conv+bias fuses, its pool gradient has no ReluGrad
+    assert s_on["conv_bias_relu_fused"] == 2 and s_on["pool_relu_grad_fused"] == 1
+
+
+def test_a_fetched_intermediate_is_not_fused_away():
+    rng = np.random.default_rng(1)
+    x = tw.placeholder(tw.float32, [2, 8, 8, 3])
+    f = tw.constant(rng.standard_normal((3, 3, 3, 4)).astype(np.float32))
+    b = tw.constant(rng.standard_normal(4).astype(np.float32))
+    pre = tw.nn.bias_add(tw.nn.conv2d(x, f, [1, 1, 1, 1], "SAME"), b)
+    out = tw.nn.relu(pre)
+    feed = {x: rng.standard_normal((2, 8, 8, 3)).astype(np.float32)}
+    with tw.Session() as sess:
+        got_pre, got_out = sess.run([pre, out], feed)
+        assert _plan_stats(sess)["conv_bias_relu_fused"] == 1  # conv + bias; the Relu apart
+        np.testing.assert_array_equal(got_out, np.maximum(got_pre, 0))
+        sess.run(out, feed)
+        assert _plan_stats(sess)["conv_bias_relu_fused"] == 1
+
+
+def test_nchw_layers_are_left_alone():
+    rng = np.random.default_rng(2)
+    x = tw.placeholder(tw.float32, [2, 3, 8, 8])
+    f = tw.constant(rng.standard_normal((3, 3, 3, 4)).astype(np.float32))
+    b = tw.constant(rng.standard_normal(4).astype(np.float32))
+    out = tw.nn.relu(tw.nn.bias_add(tw.nn.conv2d(x, f, [1, 1, 1, 1], "SAME",
+                                                 data_format="NCHW"), b, data_format="NCHW"))
+    with tw.Session() as sess:
+        sess.run(out, {x: np.ones((2, 3, 8, 8), np.float32)})
+        assert _plan_stats(sess)["conv_bias_relu_fused"] == 0
+
+
+def test_fused_bias_of_the_wrong_size_is_named():
+    x = tw.placeholder(tw.float32, [1, 6, 6, 2])
+    b = tw.placeholder(tw.float32, [None])
+    out = tw.nn.relu(tw.nn.bias_add(
+        tw.nn.conv2d(x, tw.ones([3, 3, 2, 4]), [1, 1, 1, 1], "SAME"), b, name="the_bias"))
+    with tw.Session() as sess:
+        with pytest.raises(tw.errors.InvalidArgumentError, match="bias shape \\[3\\].*the_bias"):
+            sess.run(out, {x: np.ones((1, 6, 6, 2), np.float32), b: np.ones(3, np.float32)})
+
+
+def test_pool_gradient_with_ties_and_nan_equals_the_two_kernels():
+    """Rectified activations tie at zero in whole windows; a NaN makes its window's max NaN.
+    The fused kernel gives what MaxPoolGrad then ReluGrad give, bit for bit."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((2, 6, 6, 3)).astype(np.float32), 0)
+    x[0, :2, :2, :] = 0.0  # a window of ties at zero
+    x[1, 2:4, 2:4, 0] = 1.5  # a window of positive ties: the first takes the gradient
+    x[0, 4, 4, 1] = np.nan
+    for ksize, stride, padding in ((2, 2, "VALID"), (3, 2, "SAME")):
+        ks, st = [1, ksize, ksize, 1], [1, stride, stride, 1]
+        op = _pool_grad_op(ks, st, padding)
+        win = conv.window(6, 6, ksize, ksize, st, [1, 1, 1, 1], padding)
+        y = conv.max_pool(x, win)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        want = conv.max_pool_grad(x, dy, win, y)
+        want = want * (x > 0)
+        got = conv.max_pool_relu_grad(op)(x, y, dy)
+        np.testing.assert_array_equal(got, want)
+
+
+def _pool_grad_op(ksize, strides, padding):
+    g = tw.Graph()
+    with g.as_default():
+        x = tw.placeholder(tw.float32, [2, 6, 6, 3])
+        y = tw.nn.max_pool(x, ksize, strides, padding)
+        (dx,) = tw.gradients(y, [x])
+    return dx.op
+
+
+def test_relu_gradient_reads_the_output_as_tensorflow_does():
+    x = tw.placeholder(tw.float32, [4])
+    y = tw.nn.relu(x)
+    (dx,) = tw.gradients(y * y, [x])
+    assert dx.op.type == "ReluGrad" and dx.op.inputs[1] is y
+    with tw.Session() as sess:
+        got = sess.run(dx, {x: np.array([-1.0, 0.0, 0.5, 2.0], np.float32)})
+    np.testing.assert_array_equal(got, [0.0, 0.0, 1.0, 4.0])
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("strides,dilations,padding", [
+    ([1, 1, 1, 1], [1, 1, 1, 1], "SAME"), ([1, 2, 2, 1], [1, 1, 1, 1], "VALID"),
+    ([1, 1, 1, 1], [1, 2, 2, 1], "SAME")])
+def test_tap_major_columns_equal_the_definition(channels, strides, dilations, padding):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 9, 10, channels)).astype(np.float32)
+    f = rng.standard_normal((3, 3, channels, 5)).astype(np.float32)
+    win = conv.window(9, 10, 3, 3, strides, dilations, padding)
+    cols = conv._im2col(x, win)
+    xp = conv._pad(x, win)
+    want = np.stack([xp[:, win.rows(i), win.cols(j), :] for i, j in win.offsets()], axis=3)
+    np.testing.assert_array_equal(cols, want.reshape(cols.shape))
+    y = conv.conv2d(x, f, win)
+    np.testing.assert_allclose(y, (want.reshape(cols.shape) @ f.reshape(-1, 5)).reshape(y.shape),
+                               rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    df = conv.conv2d_backprop_filter(x, dy, win, f.shape)
+    np.testing.assert_allclose(df, (want.reshape(cols.shape).T @ dy.reshape(-1, 5)).reshape(
+        f.shape), rtol=1e-4, atol=1e-4)
