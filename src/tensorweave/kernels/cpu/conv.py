@@ -174,18 +174,36 @@ def _row_taps(x, win) -> bool:
 
 
 def _hmajor_cols(x, win):
-    """(HP, N*OW, KW*C): for every padded input row, each output column's KW-wide window, laid
-    out rows first (h-major), so that the input rows kernel row ``i`` reads for all outputs are
-    the one contiguous block ``[i : i + OH]``: the convolution becomes KH matmuls of
-    (OH*N*OW, KW*C) blocks, with a column matrix KH times smaller than im2col's."""
+    """(H, N*OW, KW*C): for every input row, each output column's KW-wide window (zero columns
+    where it overhangs the left/right padding), laid out rows first (h-major), so that the
+    input rows kernel row ``i`` reads for a run of output rows are one contiguous block: the
+    convolution becomes KH matmuls of (rows*N*OW, KW*C) blocks, with a column matrix KH times
+    smaller than im2col's. Padding rows are not stored: see :func:`_tap_rows`."""
     n, h, w, c = x.shape
-    pt, pb, pl, pr = win.pads
-    xp = np.zeros((h + pt + pb, n, w + pl + pr, c), x.dtype)
-    xp[pt:pt + h, :, pl:pl + w, :] = x.transpose(1, 0, 2, 3)
+    _, _, pl, pr = win.pads
+    xp = np.zeros((h, n, w + pl + pr, c), x.dtype)
+    xp[:, :, pl:pl + w, :] = x.transpose(1, 0, 2, 3)
     s0, s1, s2, s3 = xp.strides
-    taps = as_strided(xp, (xp.shape[0], n, win.ow, win.kw, c), (s0, s1, s2, s2, s3),
-                      writeable=False)
-    return np.ascontiguousarray(taps).reshape(xp.shape[0], n * win.ow, win.kw * c)
+    taps = as_strided(xp, (h, n, win.ow, win.kw, c), (s0, s1, s2, s2, s3), writeable=False)
+    return np.ascontiguousarray(taps).reshape(h, n * win.ow, win.kw * c)
+
+
+def _tap_rows(win, h, i):
+    """(first output row, end output row, first input row) that kernel row ``i`` reads real
+    input for (unit strides): the rows in the top/bottom padding contribute only zeros and are
+    skipped (bench conv2, 14 rows padded by 2: 8.6% of the products)."""
+    pt = win.pads[0]
+    lo, hi = max(0, pt - i), min(win.oh, h + pt - i)
+    return lo, max(lo, hi), lo + i - pt
+
+
+def _row_tap_order(win, h):
+    """Kernel rows in accumulation order; the first one covers every output row when some row
+    does (it then initializes the result), else None comes first (start from zeros)."""
+    full = [i for i in range(win.kh) if _tap_rows(win, h, i)[:2] == (0, win.oh)]
+    if not full:
+        return [None] + list(range(win.kh))
+    return full[:1] + [i for i in range(win.kh) if i != full[0]]
 
 
 def _epilogue(block, bias, relu):
@@ -205,11 +223,20 @@ def _conv2d_rows(x, f, win, bias=None, relu=False):
     fr = np.ascontiguousarray(f).reshape(kh, kw * c, o)
     out = np.empty((win.oh, n, win.ow, o), np.result_type(x, f))
     acc = out.reshape(m, o)
-    np.matmul(rows[0:win.oh].reshape(m, kw * c), fr[0], out=acc)
-    for i in range(1, kh):
-        a = rows[i:i + win.oh].reshape(m, kw * c)
-        if not blas.gemm_update(acc, a, fr[i], 1.0):
-            acc += a @ fr[i]
+    order = _row_tap_order(win, x.shape[1])
+    for i in order:
+        if i is None:
+            acc.fill(0)
+            continue
+        lo, hi, r = _tap_rows(win, x.shape[1], i)
+        if hi == lo:
+            continue
+        a = rows[r:r + hi - lo].reshape(-1, kw * c)
+        block = out[lo:hi].reshape(-1, o)
+        if i == order[0]:
+            np.matmul(a, fr[i], out=block)
+        elif not blas.gemm_update(block, a, fr[i], 1.0):
+            block += a @ fr[i]
     out_t = out.transpose(1, 0, 2, 3)
     if bias is None and not relu:
         return np.ascontiguousarray(out_t)
@@ -275,11 +302,13 @@ def conv2d_backprop_filter(x, dy, win, f_shape, scratch=None):
     kh, kw, c, o = f_shape
     if _row_taps(x, win):
         rows = _hmajor_cols(x, win)
-        m = win.oh * x.shape[0] * win.ow
-        dy_h = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(m, o)
-        df = np.empty((kh, kw * c, o), np.result_type(x, dy))
+        dy_h = np.ascontiguousarray(dy.transpose(1, 0, 2, 3))
+        df = np.zeros((kh, kw * c, o), np.result_type(x, dy))
         for i in range(kh):
-            np.matmul(rows[i:i + win.oh].reshape(m, kw * c).T, dy_h, out=df[i])
+            lo, hi, r = _tap_rows(win, x.shape[1], i)
+            if hi > lo:
+                np.matmul(rows[r:r + hi - lo].reshape(-1, kw * c).T,
+                          dy_h[lo:hi].reshape(-1, o), out=df[i])
         return df.reshape(kh, kw, c, o)
     cols = _im2col(x, win, scratch)
     return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
