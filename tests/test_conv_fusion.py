@@ -180,3 +180,24 @@ def test_tap_major_columns_equal_the_definition(channels, strides, dilations, pa
     df = conv.conv2d_backprop_filter(x, dy, win, f.shape)
     np.testing.assert_allclose(df, (want.reshape(cols.shape).T @ dy.reshape(-1, 5)).reshape(
         f.shape), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pads", [(2, 2, 2, 2), (0, 0, 0, 0), (5, 0, 1, 3), (0, 4, 2, 0)])
+def test_kernel_rows_skip_padding_rows_and_equal_im2col(pads):
+    """The row-tap path multiplies only real input rows; output rows under padding alone
+    (explicit pads wider than the kernel) come out zero, as the column matrix gives."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 6, 7, 16)).astype(np.float32)
+    f = rng.standard_normal((3, 3, 16, 5)).astype(np.float32)
+    explicit = [0, 0, pads[0], pads[1], pads[2], pads[3], 0, 0]
+    win = conv.window(6, 7, 3, 3, [1, 1, 1, 1], [1, 1, 1, 1], "EXPLICIT", explicit)
+    assert conv._row_taps(x, win)
+    cols = conv._patches(conv._pad(x, win), win).reshape(-1, 3 * 3 * 16)
+    want = (cols.astype(np.float64) @ f.reshape(-1, 5)).reshape(2, win.oh, win.ow, 5)
+    np.testing.assert_allclose(conv.conv2d(x, f, win), want, rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal(want.shape).astype(np.float32)
+    np.testing.assert_allclose(conv.conv2d_backprop_filter(x, dy, win, f.shape),
+                               (cols.T.astype(np.float64) @ dy.reshape(-1, 5)).reshape(f.shape),
+                               rtol=1e-4, atol=1e-4)
+    if pads[0] >= 3:
+        assert not conv.conv2d(x, f, win)[:, :pads[0] - 2].any()
