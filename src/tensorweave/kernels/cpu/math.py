@@ -6,6 +6,8 @@ Elementwise ops are NumPy ufuncs registered as they are, so the planner can run 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tensorweave.framework.registry import register_kernel, register_simple_kernel
@@ -269,7 +271,7 @@ def _sum(x, axis, keepdims):
     k = len(axis)
     if 0 < k < x.ndim and x.size and x.dtype.char in "fd" and x.flags.c_contiguous and \
             sorted(a % x.ndim for a in axis) == list(range(k)):
-        s = blas.column_sums(x.reshape(-1, int(np.prod(x.shape[k:]))))
+        s = blas.column_sums(x.reshape(-1, math.prod(x.shape[k:])))
         if s is not None:
             return s.reshape(((1,) * k if keepdims else ()) + x.shape[k:])
     return np.add.reduce(x, axis=axis, keepdims=keepdims)
