@@ -40,14 +40,15 @@ def _cnn(channels, pool_window, relu=True, seed=0):
     return loss, train, feed
 
 
-def _train(build, fusion, steps=4):
+def _train(build, fusion, steps=4, inter_op=0):
     g = tw.Graph()
     with g.as_default():
         loss, train, feed = build()
         init = tw.global_variables_initializer()
         variables = tw.global_variables()
     with tw.Session(graph=g, config=tw.ConfigProto(
-            graph_options=GraphOptions(fusion=fusion))) as sess:
+            graph_options=GraphOptions(fusion=fusion),
+            inter_op_parallelism_threads=inter_op)) as sess:
         sess.run(init)
         losses = [sess.run([loss, train], feed)[0] for _ in range(steps)]
         stats = dict(_plan_stats(sess))
@@ -68,6 +69,18 @@ def test_fused_conv_layers_train_bit_identically(channels, pool_window):
     assert s_on["conv_bias_relu_fused"] == 2 and s_off["conv_bias_relu_fused"] == 0
     assert s_on["pool_relu_grad_fused"] == 2 and s_off["pool_relu_grad_fused"] == 0
     assert l_on[-1] < l_on[0]
+
+
+def test_fused_steps_run_on_the_inter_op_pool_with_equal_results():
+    def build():
+        return _cnn(16, (2, 2))
+
+    l_par, v_par, s_par = _train(build, True, inter_op=2)
+    l_ser, v_ser, _ = _train(build, False)
+    assert s_par["conv_bias_relu_fused"] == 2 and s_par["pool_relu_grad_fused"] == 2
+    assert l_par == l_ser
+    for a, b in zip(v_par, v_ser):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_conv_bias_without_relu_fuses_the_bias_only():
@@ -201,3 +214,16 @@ def test_kernel_rows_skip_padding_rows_and_equal_im2col(pads):
                                rtol=1e-4, atol=1e-4)
     if pads[0] >= 3:
         assert not conv.conv2d(x, f, win)[:, :pads[0] - 2].any()
+
+
+def test_a_traced_step_names_the_fused_chain():
+    loss, train, feed = _cnn(16, (2, 2))
+    with tw.Session() as sess:
+        sess.run(tw.global_variables_initializer())
+        md = tw.RunMetadata()
+        sess.run([loss, train], feed, options=tw.RunOptions(
+            trace_level=tw.RunOptions.FULL_TRACE), run_metadata=md)
+    types = [ns.op_type for d in md.step_stats.dev_stats for ns in d.node_stats]
+    assert types.count("Conv2D+BiasAdd+Relu") == 2
+    assert types.count("MaxPoolGrad+ReluGrad") == 2
+    assert "Conv2D" not in types and "MaxPoolGrad" not in types
