@@ -92,3 +92,20 @@ def test_loss_weights_broadcast_only_as_tf1_allows():
     loss = tw.losses.mean_squared_error(tw.zeros([2, 2]), tw.ones([2, 2]),
                                         weights=[[1.0], [0.0]])
     assert _run(loss) == 1.0
+
+
+def test_numeric_scalar_fetches_are_numpy_scalars_as_in_tensorflow():
+    """TF1's Session.run gives a scalar as np.float32/np.int64 (hashable: a dict key, a set
+    member); it was a 0-d array. Arrays stay arrays; a fetch of unknown rank that turns out 0-d
+    is a scalar too."""
+    step = tw.Variable(7, dtype=tw.int64)
+    p = tw.placeholder(tw.float32)
+    with tw.Session() as s:
+        s.run(step.initializer)
+        a, b, c, d, e = s.run([tw.constant(3.0), step, tw.constant([1.0]), p * 2, "Const:0"],
+                              {p: np.float32(1.5)})
+        assert type(a) is np.float32 and type(b) is np.int64 and type(d) is np.float32
+        assert type(c) is np.ndarray and c.shape == (1,)
+        assert {b: "seen"}[7] == "seen" and e == 3.0
+        assert type(s.run(step)) is np.int64 and type(step.eval(session=s)) is np.int64
+        assert type(s.run({"x": tw.constant(True)})["x"]) is np.bool_

@@ -265,6 +265,19 @@ class BaseSession:
                     out[i] = a.item() if a.ndim == 0 else a
                 return plain(out)
 
+        scalars = [i for i, t in enumerate(fetch_tensors)
+                   if t.dtype != dtypes.string and t.shape.ndims in (0, None)]
+        if scalars:  # TensorFlow's fetches: a scalar as a NumPy scalar (np.float32, ...)
+            numeric = build
+
+            def build(out):
+                out = list(out)
+                for i in scalars:
+                    v = out[i]
+                    if type(v) is np.ndarray and v.ndim == 0:
+                        out[i] = v[()]
+                return numeric(out)
+
         specs = [(order.index(t), t, t.dtype.as_numpy_dtype, t.shape.as_tuple())
                  for t in feed_tensors]
         return plan, build, specs
