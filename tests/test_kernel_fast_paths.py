@@ -123,3 +123,56 @@ def test_split_kernels_slice_views_and_check_sizes():
             s.run(p, {x: np.zeros((0, 2), np.float32)})
     for g, w in zip(got, np.split(v, 3, axis=-1) + np.split(v, [1], axis=0)):
         np.testing.assert_array_equal(g, w)
+
+
+def _adam_run(shape, sparse, steps=4, seed=0):
+    rng = np.random.default_rng(seed)
+    w0 = rng.standard_normal(shape).astype(np.float32)
+    g = tw.Graph()
+    with g.as_default():
+        w = tw.Variable(w0)
+        x = tw.constant(rng.standard_normal(shape).astype(np.float32))
+        rows = tw.gather(w, tw.constant([0, 3, 3, shape[0] - 1])) if sparse else w
+        target = tw.gather(x, tw.constant([0, 3, 3, shape[0] - 1])) if sparse else x
+        loss = tw.reduce_sum(tw.square(rows - target))
+        train = tw.train.AdamOptimizer(0.01, beta1=0.8, beta2=0.99, epsilon=1e-6).minimize(loss)
+        init = tw.global_variables_initializer()
+    with tw.Session(graph=g) as sess:
+        sess.run(init)
+        for _ in range(steps):
+            sess.run(train)
+        return sess.run(w)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_adam_by_level1_blas_equals_the_numpy_update(monkeypatch, sparse):
+    """Large float32 variables take Adam's BLAS path (kernels/cpu/training._adam_blas,
+    saxpby/saxpy per block, blocks of 32K with a partial last one): the same training as the
+    NumPy formula to float32 rounding."""
+    from tensorweave.kernels.cpu import blas, training
+
+    if blas.level1() is None:
+        pytest.skip("NumPy's bundled OpenBLAS was not found: the NumPy path is used")
+    shape = (70, 1000)  # 70,000 elements: two full blocks and a partial one
+    calls = []
+    real = training._adam_blas
+    monkeypatch.setattr(training, "_adam_blas",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = _adam_run(shape, sparse)
+    assert len(calls) == 4
+    monkeypatch.setattr(training, "_adam_blas", lambda *a, **k: False)
+    plain = _adam_run(shape, sparse)
+    np.testing.assert_allclose(fast, plain, rtol=2e-6, atol=2e-7)
+    assert not np.array_equal(fast, _adam_run(shape, sparse, steps=0))
+
+
+def test_adam_blas_path_refuses_what_it_cannot_take():
+    from tensorweave.kernels.cpu import training
+
+    v = np.ones(8192, np.float32)
+    assert not training._adam_blas(v, v, np.ones(8192, np.float32), 0.1, 1e-8)  # aliasing
+    f64 = np.ones(8192)
+    assert not training._adam_blas(f64, f64.copy(), f64.copy(), 0.1, 1e-8)  # float64
+    m = np.ones((64, 128), np.float32)
+    assert not training._adam_blas(m[:, ::2].copy().T, np.ones((64, 64), np.float32).T,
+                                   np.ones((64, 64), np.float32), 0.1, 1e-8)  # layouts

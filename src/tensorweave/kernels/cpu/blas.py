@@ -18,25 +18,49 @@ import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _sgemm = None  # the cblas function, False once looked for in vain
+_level1 = None  # (saxpby, saxpy), False once looked for in vain
+_i64, _f32, _ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+
+
+def _function(name, argtypes):
+    """``name`` from NumPy's bundled OpenBLAS with its argument types, or None."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
+        try:
+            fn = getattr(ctypes.CDLL(path), name)
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = argtypes
+        fn.restype = None
+        return fn
+    return None
 
 
 def _load():
     global _sgemm
     if _sgemm is None:
-        _sgemm = False
-        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(libs, "libscipy_openblas64_*.so*"))):
-            try:
-                fn = ctypes.CDLL(path).scipy_cblas_sgemm64_
-            except (OSError, AttributeError):
-                continue
-            i64, f32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, f32, ptr,
-                           i64, ptr, i64, f32, ptr, i64]
-            fn.restype = None
-            _sgemm = fn
-            break
+        _sgemm = _function("scipy_cblas_sgemm64_", [
+            ctypes.c_int, ctypes.c_int, ctypes.c_int, _i64, _i64, _i64, _f32, _ptr, _i64, _ptr,
+            _i64, _f32, _ptr, _i64]) or False
     return _sgemm
+
+
+def level1():
+    """``(saxpby, saxpy)`` of the bundled OpenBLAS, or None: ``saxpby(n, a, x, 1, b, y, 1)``
+    sets ``y = a*x + b*y`` and ``saxpy(n, a, x, 1, y, 1)`` sets ``y += a*x`` over ``n``
+    float32 elements at the addresses ``x``, ``y`` (:func:`address`), in one pass each where
+    NumPy needs two or three (an optimizer's moving averages and its final step)."""
+    global _level1
+    if _level1 is None:
+        axpby = _function("scipy_cblas_saxpby64_", [_i64, _f32, _ptr, _i64, _f32, _ptr, _i64])
+        axpy = _function("scipy_cblas_saxpy64_", [_i64, _f32, _ptr, _i64, _ptr, _i64])
+        _level1 = (axpby, axpy) if axpby and axpy else False
+    return _level1 or None
+
+
+def address(a) -> int:
+    """The address of a NumPy array's first element (for the BLAS calls above)."""
+    return a.__array_interface__["data"][0]
 
 
 def available() -> bool:

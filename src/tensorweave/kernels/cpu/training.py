@@ -15,6 +15,7 @@ import numpy as np
 
 from tensorweave.framework import errors
 from tensorweave.framework.registry import register_kernel
+from tensorweave.kernels.cpu import blas
 from tensorweave.kernels.cpu.state import uninitialized, variable_name
 
 
@@ -50,6 +51,7 @@ def _kernel(op_type, n_refs, sparse=False, grad_at=None):
             store = ctx.variables
             keys = tuple(variable_name(op, i) for i in range(n_refs))
             g_at = grad_at
+            whole = getattr(body, "whole", None)  # a one-call path for large variables
             if g_at is None:
                 g_at = len(op.inputs) - n_refs - (2 if sparse else 1)
 
@@ -66,7 +68,11 @@ def _kernel(op_type, n_refs, sparse=False, grad_at=None):
                     raise errors.InvalidArgumentError(
                         None, op, f"var and grad do not have the same shape: "
                         f"{list(refs[0].shape)} vs {list(grad.shape)} (variable {keys[0]})")
-                if not sparse and refs[0].size >= _BLOCKED_MIN_ELEMENTS:
+                size = refs[0].size
+                if whole is not None and size >= _WHOLE_MIN_ELEMENTS and \
+                        whole(op, refs, *inputs):
+                    pass
+                elif not sparse and size >= _BLOCKED_MIN_ELEMENTS:
                     _blocked(body, op, refs, inputs, g_at)
                 else:
                     body(op, refs, *inputs)
@@ -93,6 +99,7 @@ def _kernel(op_type, n_refs, sparse=False, grad_at=None):
 # 3.2M-element Adam: 15.8 ms whole, 9.7 ms in blocks of 32K elements, ~800 KB for 6 arrays).
 _BLOCK_ELEMENTS = 32768
 _BLOCKED_MIN_ELEMENTS = 4 * _BLOCK_ELEMENTS
+_WHOLE_MIN_ELEMENTS = 4096  # below this a body's ``whole`` path costs more than it saves
 
 
 def _blocked(body, op, refs, inputs, g_at):
@@ -251,6 +258,62 @@ def _adam_var_update(var, m, v, alpha, epsilon, t):
     np.subtract(var, t, out=var)
 
 
+def _blas_blocks(arrays, n):
+    """(level-1 BLAS functions, addresses of ``arrays``, block size) when every array is a
+    C-ordered float32 array of ``n`` elements, none overlapping another; else None."""
+    fns = blas.level1()
+    if fns is None or any(a.dtype != np.float32 or a.size != n or not a.flags.c_contiguous
+                          for a in arrays):
+        return None
+    for i, a in enumerate(arrays):
+        if any(np.may_share_memory(a, b) for b in arrays[i + 1:]):
+            return None
+    return fns, [blas.address(a) for a in arrays], min(n, _BLOCK_ELEMENTS)
+
+
+def _adam_blas(var, m, v, alpha, epsilon, grad=None, beta1=None, beta2=None) -> bool:
+    """Adam on float32 variables through level-1 BLAS, block by block (each block stays in
+    cache across its passes): ``m = (1-b1)*g + b1*m`` and ``v = (1-b2)*g^2 + b2*v`` are one
+    ``saxpby`` each and the step ``var += -alpha * m / (sqrt(v) + eps)`` ends in one
+    ``saxpy``: 7 passes instead of NumPy's 12 (3.2M parameters: 5.9 -> 4.1 ms; 512K: 1.9 ->
+    1.35 ms). Rounding differs from the NumPy formula by about an ulp. With ``grad`` None only
+    the variable moves (the sparse kernel has updated the moments). False when BLAS or the
+    layouts do not allow it: the caller runs NumPy."""
+    arrays = [var, m, v] + ([] if grad is None else [grad])
+    if any(np.size(x) != 1 for x in (alpha, epsilon, beta1, beta2) if x is not None):
+        return False
+    plan = _blas_blocks(arrays, var.size)
+    if plan is None:
+        return False
+    (axpby, axpy), addrs, blk = plan
+    p_var, p_m, p_v = addrs[:3]
+    fm, fv = m.reshape(-1), v.reshape(-1)
+    t = _scratch(fm[:blk])
+    p_t = blas.address(t)
+    minus_alpha = -float(np.reshape(alpha, ()))
+    if grad is not None:
+        fg, p_g = grad.reshape(-1), addrs[3]
+        sq = _scratch(fm[:blk], 1)
+        p_sq = blas.address(sq)
+        b1, b2 = float(np.reshape(beta1, ())), float(np.reshape(beta2, ()))
+        c1, c2 = float(np.reshape(1 - beta1, ())), float(np.reshape(1 - beta2, ()))  # in float32
+    n = var.size
+    for lo in range(0, n, blk):
+        k = min(blk, n - lo)
+        off = 4 * lo
+        if grad is not None:
+            axpby(k, c1, p_g + off, 1, b1, p_m + off, 1)
+            g = fg[lo:lo + k]
+            np.multiply(g, g, out=sq[:k])
+            axpby(k, c2, p_sq, 1, b2, p_v + off, 1)
+        tk = t[:k]
+        np.sqrt(fv[lo:lo + k], out=tk)
+        np.add(tk, epsilon, out=tk)
+        np.divide(fm[lo:lo + k], tk, out=tk)
+        axpy(k, minus_alpha, p_t, 1, p_var + off, 1)
+    return True
+
+
 @_kernel("ApplyAdam", 3)
 def _adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad):
     var, m, v = refs
@@ -270,6 +333,17 @@ def _adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad):
         np.subtract(var, t, out=var)
     else:
         _adam_var_update(var, m, v, alpha, epsilon, t)
+
+
+def _adam_whole(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad):
+    if op.attrs.get("use_nesterov"):
+        return False
+    var, m, v = refs
+    return _adam_blas(var, m, v, _adam_rate(lr, beta1_power, beta2_power), epsilon, grad,
+                      beta1, beta2)
+
+
+_adam.whole = _adam_whole
 
 
 def _adadelta_step(var, accum, accum_update, lr, rho, epsilon, grad):
@@ -401,7 +475,9 @@ def _sparse_adam(op, refs, beta1_power, beta2_power, lr, beta1, beta2, epsilon, 
     m[idx] += grad * (1 - beta1)
     np.multiply(v, beta2, out=v)
     v[idx] += grad * grad * (1 - beta2)
-    _adam_var_update(var, m, v, _adam_rate(lr, beta1_power, beta2_power), epsilon, _scratch(var))
+    alpha = _adam_rate(lr, beta1_power, beta2_power)
+    if var.size < _WHOLE_MIN_ELEMENTS or not _adam_blas(var, m, v, alpha, epsilon):
+        _adam_var_update(var, m, v, alpha, epsilon, _scratch(var))
 
 
 @_kernel("SparseApplyAdadelta", 3, sparse=True)
