@@ -125,7 +125,7 @@ def test_split_kernels_slice_views_and_check_sizes():
         np.testing.assert_array_equal(g, w)
 
 
-def _adam_run(shape, sparse, steps=4, seed=0):
+def _adam_run(shape, sparse, steps=4, seed=0, make_opt=None):
     rng = np.random.default_rng(seed)
     w0 = rng.standard_normal(shape).astype(np.float32)
     g = tw.Graph()
@@ -135,7 +135,9 @@ def _adam_run(shape, sparse, steps=4, seed=0):
         rows = tw.gather(w, tw.constant([0, 3, 3, shape[0] - 1])) if sparse else w
         target = tw.gather(x, tw.constant([0, 3, 3, shape[0] - 1])) if sparse else x
         loss = tw.reduce_sum(tw.square(rows - target))
-        train = tw.train.AdamOptimizer(0.01, beta1=0.8, beta2=0.99, epsilon=1e-6).minimize(loss)
+        opt = make_opt() if make_opt else tw.train.AdamOptimizer(0.01, beta1=0.8, beta2=0.99,
+                                                                 epsilon=1e-6)
+        train = opt.minimize(loss)
         init = tw.global_variables_initializer()
     with tw.Session(graph=g) as sess:
         sess.run(init)
@@ -176,3 +178,23 @@ def test_adam_blas_path_refuses_what_it_cannot_take():
     m = np.ones((64, 128), np.float32)
     assert not training._adam_blas(m[:, ::2].copy().T, np.ones((64, 64), np.float32).T,
                                    np.ones((64, 64), np.float32), 0.1, 1e-8)  # layouts
+
+
+def test_momentum_by_level1_blas_equals_the_numpy_update(monkeypatch):
+    from tensorweave.kernels.cpu import blas, training
+
+    if blas.level1() is None:
+        pytest.skip("NumPy's bundled OpenBLAS was not found: the NumPy path is used")
+    calls = []
+    real = training._momentum_whole
+    monkeypatch.setattr(training._momentum, "whole",
+                        lambda *a: calls.append(1) or real(*a))
+
+    def run():
+        return _adam_run((70, 1000), False, make_opt=lambda: tw.train.MomentumOptimizer(
+            0.05, 0.9))
+
+    fast = run()
+    assert len(calls) == 4
+    monkeypatch.setattr(training._momentum, "whole", lambda *a: False)
+    np.testing.assert_allclose(fast, run(), rtol=2e-6, atol=1e-6)  # weights ~N(0, 1)

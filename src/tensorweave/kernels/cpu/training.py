@@ -190,6 +190,28 @@ def _momentum(op, refs, lr, grad, momentum):
     np.subtract(var, t, out=var)
 
 
+def _momentum_whole(op, refs, lr, grad, momentum):
+    """``accum = grad + momentum * accum`` (one ``saxpby``), ``var += -lr * accum`` (one
+    ``saxpy``) per block: 2 passes instead of 4, for large float32 variables."""
+    if op.attrs.get("use_nesterov") or np.size(lr) != 1 or np.size(momentum) != 1:
+        return False
+    var, accum = refs
+    plan = _blas_blocks([var, accum, grad], var.size)
+    if plan is None:
+        return False
+    (axpby, axpy), (p_var, p_acc, p_g), blk = plan
+    mu, minus_lr = float(np.reshape(momentum, ())), -float(np.reshape(lr, ()))
+    n = var.size
+    for lo in range(0, n, blk):
+        k, off = min(blk, n - lo), 4 * lo
+        axpby(k, 1.0, p_g + off, 1, mu, p_acc + off, 1)
+        axpy(k, minus_lr, p_acc + off, 1, p_var + off, 1)
+    return True
+
+
+_momentum.whole = _momentum_whole
+
+
 @_kernel("ApplyAdagrad", 2)
 def _adagrad(op, refs, lr, grad):
     var, accum = refs
