@@ -7,6 +7,7 @@ import pytest
 
 import tensorweave as tw
 from tensorweave.kernels.cpu import conv
+from tensorweave.ops import nn_ops
 from tensorweave.runtime.config import GraphOptions
 
 
@@ -227,3 +228,63 @@ def test_a_traced_step_names_the_fused_chain():
     assert types.count("Conv2D+BiasAdd+Relu") == 2
     assert types.count("MaxPoolGrad+ReluGrad") == 2
     assert "Conv2D" not in types and "MaxPoolGrad" not in types
+
+
+# --- found by review; each failed before its fix ---------------------------------------------------
+@pytest.mark.parametrize("x_shape,out_channels", [((1, 25, 41, 8), 64), ((4, 45, 92, 8), 8)])
+def test_fused_column_matmul_with_a_short_last_block_is_bit_identical(x_shape, out_channels):
+    """The column matrix is multiplied in row blocks (for the fused epilogue); BLAS rounds a
+    short last block (one row: a matrix-vector product) differently from a whole-matrix
+    product, so the unfused convolution now runs in the same blocks."""
+    rng = np.random.default_rng(8)
+    xv = rng.standard_normal(x_shape).astype(np.float32)
+    fv = rng.standard_normal((3, 3, x_shape[3], out_channels)).astype(np.float32)
+    bv = rng.standard_normal(out_channels).astype(np.float32)
+    got = []
+    for fusion in (True, False):
+        g = tw.Graph()
+        with g.as_default():
+            x = tw.placeholder(tw.float32, x_shape)
+            y = tw.nn.relu(tw.nn.bias_add(tw.nn.conv2d(x, fv, [1, 1, 1, 1], "SAME"), bv))
+        with tw.Session(graph=g, config=tw.ConfigProto(
+                graph_options=GraphOptions(fusion=fusion))) as sess:
+            got.append(sess.run(y, {x: xv}))
+            assert _plan_stats(sess)["conv_bias_relu_fused"] == int(fusion)
+    np.testing.assert_array_equal(got[0], got[1])
+
+
+def test_an_error_in_a_fused_step_names_the_op_whose_part_failed():
+    x = tw.placeholder(tw.float32, [None, None, None, None])
+    y = tw.nn.relu(tw.nn.bias_add(tw.nn.conv2d(x, tw.ones([3, 3, 4, 8]), [1, 1, 1, 1], "SAME",
+                                               name="my_conv"), tw.zeros([8])), name="my_relu")
+    with tw.Session() as sess:
+        with pytest.raises(tw.errors.InvalidArgumentError, match="node 'my_conv'") as e:
+            sess.run(y, {x: np.ones((1, 5, 5, 3), np.float32)})  # 3 channels, the filter wants 4
+        assert e.value.op.name == "my_conv"
+
+
+def test_input_gradient_is_never_a_view_of_the_kernels_scratch():
+    """N=1 with padding only in height made the cropped gradient a view of the kernel's
+    reusable padded buffer: a fetched gradient changed when the session ran again."""
+    x = tw.placeholder(tw.float32, [1, 6, 5, 3])
+    y = tw.nn.conv2d(x, tw.constant(np.ones((3, 1, 3, 4), np.float32)), [1, 1, 1, 1], "SAME")
+    dy = tw.placeholder(tw.float32, [1, 6, 5, 4])
+    (dx,) = tw.gradients(y, [x], grad_ys=dy)
+    zeros = np.zeros((1, 6, 5, 3), np.float32)
+    with tw.Session() as sess:
+        first = sess.run(dx, {x: zeros, dy: np.ones((1, 6, 5, 4), np.float32)})
+        kept = first.copy()
+        sess.run(dx, {x: zeros, dy: np.full((1, 6, 5, 4), 7, np.float32)})
+    np.testing.assert_array_equal(first, kept)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf * 0, as in TensorFlow
+def test_relu6_gradient_multiplies_by_the_mask_as_tensorflow():
+    g = tw.placeholder(tw.float32, [4])
+    f = tw.placeholder(tw.float32, [4])
+    d = nn_ops.activation_grad("Relu6Grad", g, f)
+    with tw.Session() as sess:
+        got = sess.run(d, {g: np.array([np.nan, np.inf, 2.0, np.nan], np.float32),
+                           f: np.array([-1.0, 7.0, 3.0, 2.0], np.float32)})
+    # TF: gradients * ((features > 0) * (features < 6)): NaN and Inf times 0 are NaN
+    np.testing.assert_array_equal(got, [np.nan, np.nan, 2.0, np.nan])

@@ -198,3 +198,26 @@ def test_momentum_by_level1_blas_equals_the_numpy_update(monkeypatch):
     assert len(calls) == 4
     monkeypatch.setattr(training._momentum, "whole", lambda *a: False)
     np.testing.assert_allclose(fast, run(), rtol=2e-6, atol=1e-6)  # weights ~N(0, 1)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: tw.train.MomentumOptimizer(0.1, momentum=0.0),
+    lambda: tw.train.MomentumOptimizer(0.0, momentum=0.9),
+    lambda: tw.train.AdamOptimizer(0.0)], ids=["momentum=0", "momentum-lr=0", "adam-lr=0"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_blas_updates_keep_nan_where_a_coefficient_is_zero(make_opt):
+    """OpenBLAS skips a term whose coefficient is 0 (saxpy returns at once for alpha = 0,
+    saxpby drops beta * y), and with it 0 * Inf = NaN: such updates run NumPy, which gives
+    TensorFlow's NaN, at every size (4096 elements and up took the BLAS path)."""
+    for n in (4095, 4096):
+        g = tw.Graph()
+        with g.as_default():
+            w = tw.Variable(np.ones(n, np.float32))
+            grad = tw.constant(np.r_[np.inf, np.ones(n - 1)].astype(np.float32))
+            train = make_opt().apply_gradients([(grad, w)])
+            init = tw.global_variables_initializer()
+        with tw.Session(graph=g) as sess:
+            sess.run(init)
+            sess.run(train)
+            sess.run(train)
+            assert np.isnan(sess.run(w)[0]), n

@@ -106,10 +106,13 @@ def _pad(x, win, value=0.0):
 
 
 def _crop(xp, win, h, w):
+    """The unpadded part of ``xp``, always a new array: ``xp`` may be a scratch buffer that the
+    next step overwrites (a crop that happens to be contiguous, N=1 padded only in height,
+    would otherwise be a view of it)."""
     if not win.padded:
         return xp
     pt, _, pl, _ = win.pads
-    return np.ascontiguousarray(xp[:, pt:pt + h, pl:pl + w, :])
+    return xp[:, pt:pt + h, pl:pl + w, :].copy()
 
 
 def _patches(xp, win):
@@ -249,9 +252,11 @@ def _conv2d_rows(x, f, win, bias=None, relu=False):
     return res
 
 
-# Rows of the column matrix per matmul when an epilogue is fused: the block of output
-# (~256 KB) is still in L2 when the bias and the rectification pass over it. Conv1 of the
-# bench (64x28x28x1 -> 32, 5x5): conv + bias + relu 6.7-9.6 ms unfused, 3.9-4.3 ms fused.
+# Rows of the column matrix per matmul: the block of output (~256 KB) is still in L2 when a
+# fused bias and rectification pass over it. Conv1 of the bench (64x28x28x1 -> 32, 5x5):
+# conv + bias + relu 6.7-9.6 ms unfused, 3.9-4.3 ms fused. The convolution alone runs in the
+# same blocks: BLAS may round a short last block differently from a whole-matrix product, and
+# the fused and unfused results must be the same bits.
 _EPILOGUE_BLOCK_ELEMENTS = 1 << 16
 
 
@@ -263,8 +268,6 @@ def conv2d(x, f, win, scratch=None, bias=None, relu=False):
         return _conv2d_rows(x, f, win, bias, relu)
     cols = _im2col(x, win, scratch)
     f2 = f.reshape(kh * kw * c, o)
-    if bias is None and not relu:
-        return (cols @ f2).reshape(x.shape[0], win.oh, win.ow, o)
     out = np.empty((cols.shape[0], o), np.result_type(cols, f2))
     rows = max(1, _EPILOGUE_BLOCK_ELEMENTS // max(o, 1))
     for lo in range(0, cols.shape[0], rows):
@@ -595,11 +598,27 @@ def _max_pool_grad(op, ctx):
 
 
 # --- fused chains (runtime/plan.py picks them at plan time; GraphOptions(fusion=False) does not) ---
+def _naming(op, fn):
+    """``fn`` with any failure that is not already an OpError reported against ``op`` (a fused
+    step stands for several ops; the error names the one whose part failed, as unfused)."""
+    def run(*args):
+        try:
+            return fn(*args)
+        except errors.OpError:
+            raise
+        except Exception as e:
+            raise errors.InvalidArgumentError(
+                None, op, f"{type(e).__name__}: {e}\n\t [[node {op.describe()}]]") from e
+
+    return run
+
+
 def conv2d_bias_relu(conv_op, bias_op, relu):
     """``Relu(BiasAdd(Conv2D(x, f), b))`` (or without the Relu), NHWC: ``run(x, f, b)``. The
     bias and rectification run on the convolution's output while it is in cache, or as its
     layout copy (:func:`conv2d`): bit-identical to the three kernels one after another."""
     win, scratch = _window_factory(conv_op), Scratch()
+    convolve = _naming(conv_op, conv2d)
 
     def run(x, f, b):
         w = win(x.shape, f.shape[0], f.shape[1])
@@ -607,7 +626,7 @@ def conv2d_bias_relu(conv_op, bias_op, relu):
             raise errors.InvalidArgumentError(
                 None, bias_op, f"BiasAdd: bias shape {list(b.shape)} must match dimension -1 "
                 f"of value shape {[x.shape[0], w.oh, w.ow, f.shape[3]]} ({bias_op.describe()})")
-        return conv2d(x, f, w, scratch, b, relu)
+        return convolve(x, f, w, scratch, b, relu)
 
     run.fresh_output = True
     run.trace_type = "Conv2D+BiasAdd" + ("+Relu" if relu else "")
@@ -631,6 +650,7 @@ def max_pool_relu_grad(op):
         dx = back(max_pool_grad(xn, to(dy), w, to(y)))
         return np.multiply(dx, np.greater(x, 0), out=dx)
 
+    run = _naming(op, run)
     run.fresh_output = True
     run.trace_type = "MaxPoolGrad+ReluGrad"
     return run

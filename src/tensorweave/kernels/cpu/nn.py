@@ -36,8 +36,8 @@ def _relu_grad(g, x, out=None):
 # the planner may pass out=g when g dies here (plan._mark_inplace); g and x have equal shapes
 _relu_grad.accepts_out = _relu_grad.no_broadcast = True
 register_simple_kernel("ReluGrad", _relu_grad)
-register_simple_kernel(
-    "Relu6Grad", lambda g, x: np.where((x > 0) & (x < 6), g, 0).astype(g.dtype, copy=False))
+register_simple_kernel(  # TensorFlow's formula: g times the mask (a NaN or Inf g stays one)
+    "Relu6Grad", lambda g, x: np.multiply(g, (x > 0) & (x < 6)).astype(g.dtype, copy=False))
 register_simple_kernel("EluGrad", lambda g, y: np.where(y < 0, g * (y + 1), g))
 register_simple_kernel("SoftplusGrad", lambda g, x: g * _sigmoid(x))
 register_simple_kernel("SoftsignGrad", lambda g, x: g / np.square(1 + np.abs(x)))
