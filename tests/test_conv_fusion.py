@@ -56,45 +56,35 @@ def _train(build, fusion, steps=4, inter_op=0):
         return losses, sess.run(variables), stats
 
 
-@pytest.mark.parametrize("channels", [1, 2, 3, 16])  # tap-major columns, im2col, kernel rows
-@pytest.mark.parametrize("pool_window", [(2, 2), (3, 2)])  # disjoint tiles / overlapping
-def test_fused_conv_layers_train_bit_identically(channels, pool_window):
-    def build():
-        return _cnn(channels, pool_window)
-
-    l_on, v_on, s_on = _train(build, True)
+def _fused_equals_unfused(build, inter_op=0):
+    """Trains with fusion on (optionally on the inter-op pool) and off; asserts the same losses
+    and variables, bit for bit; returns (losses, fused plan's stats)."""
+    l_on, v_on, s_on = _train(build, True, inter_op=inter_op)
     l_off, v_off, s_off = _train(build, False)
     assert l_on == l_off
     for a, b in zip(v_on, v_off):
         np.testing.assert_array_equal(a, b)
-    assert s_on["conv_bias_relu_fused"] == 2 and s_off["conv_bias_relu_fused"] == 0
-    assert s_on["pool_relu_grad_fused"] == 2 and s_off["pool_relu_grad_fused"] == 0
-    assert l_on[-1] < l_on[0]
+    assert s_off["conv_bias_relu_fused"] == 0 and s_off["pool_relu_grad_fused"] == 0
+    return l_on, s_on
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 16])  # tap-major columns, im2col, kernel rows
+@pytest.mark.parametrize("pool_window", [(2, 2), (3, 2)])  # disjoint tiles / overlapping
+def test_fused_conv_layers_train_bit_identically(channels, pool_window):
+    losses, stats = _fused_equals_unfused(lambda: _cnn(channels, pool_window))
+    assert stats["conv_bias_relu_fused"] == 2 and stats["pool_relu_grad_fused"] == 2
+    assert losses[-1] < losses[0]
 
 
 def test_fused_steps_run_on_the_inter_op_pool_with_equal_results():
-    def build():
-        return _cnn(16, (2, 2))
-
-    l_par, v_par, s_par = _train(build, True, inter_op=2)
-    l_ser, v_ser, _ = _train(build, False)
-    assert s_par["conv_bias_relu_fused"] == 2 and s_par["pool_relu_grad_fused"] == 2
-    assert l_par == l_ser
-    for a, b in zip(v_par, v_ser):
-        np.testing.assert_array_equal(a, b)
+    _, stats = _fused_equals_unfused(lambda: _cnn(16, (2, 2)), inter_op=2)
+    assert stats["conv_bias_relu_fused"] == 2 and stats["pool_relu_grad_fused"] == 2
 
 
 def test_conv_bias_without_relu_fuses_the_bias_only():
-    def build():
-        return _cnn(3, (2, 2), relu=False)
-
-    l_on, v_on, s_on = _train(build, True)
-    l_off, v_off, _ = _train(build, False)
-    assert l_on == l_off
-    for a, b in zip(v_on, v_off):
-        np.testing.assert_array_equal(a, b)
+    _, stats = _fused_equals_unfused(lambda: _cnn(3, (2, 2), relu=False))
     # the first layer has no Relu: its conv+bias fuses, its pool gradient has no ReluGrad
-    assert s_on["conv_bias_relu_fused"] == 2 and s_on["pool_relu_grad_fused"] == 1
+    assert stats["conv_bias_relu_fused"] == 2 and stats["pool_relu_grad_fused"] == 1
 
 
 def test_a_fetched_intermediate_is_not_fused_away():
