@@ -278,3 +278,28 @@ def test_relu6_gradient_multiplies_by_the_mask_as_tensorflow():
                            f: np.array([-1.0, 7.0, 3.0, 2.0], np.float32)})
     # TF: gradients * ((features > 0) * (features < 6)): NaN and Inf times 0 are NaN
     np.testing.assert_array_equal(got, [np.nan, np.nan, 2.0, np.nan])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_pool_gradient_of_an_inf_or_nan_dy_goes_to_the_maximum_only():
+    """TensorFlow's MaxPoolGrad writes dy at each window's first maximum and 0 elsewhere; an
+    Inf or NaN in dy made the other positions NaN (Inf * 0). Checked against TF 2.21's
+    compat.v1; the fused relu path gives what the two kernels give."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    dy = rng.standard_normal((2, 2, 2, 3)).astype(np.float32)
+    dy[0, 0, 0, 0], dy[1, 1, 1, 2] = np.inf, np.nan
+    win = conv.window(4, 4, 2, 2, [1, 2, 2, 1], [1, 1, 1, 1], "VALID")
+    top = conv.max_pool(x, win)
+    want = np.zeros_like(x)
+    for n, i, j, c in np.ndindex(*top.shape):
+        block = x[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+        a, b = np.unravel_index(np.argmax(block), (2, 2))
+        want[n, 2 * i + a, 2 * j + b, c] = dy[n, i, j, c]
+    got = conv.max_pool_grad(x, dy, win, top)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got).sum() == 1 and np.isinf(got).sum() == 1
+    fused = conv.max_pool_relu_grad(_pool_grad_op([1, 2, 2, 1], [1, 2, 2, 1], "VALID"))
+    r = np.maximum(x, 0)
+    np.testing.assert_array_equal(fused(r, conv.max_pool(r, win), dy),
+                                  conv.max_pool_grad(r, dy, win) * (r > 0))

@@ -411,7 +411,11 @@ def max_pool_grad(x, dy, win, top=None):
             top = _tile_max(xt, win)
         taken = None
         covered = win.oh * win.kh == h and win.ow * win.kw == w
-        dx = (np.empty if covered else np.zeros)((n, h, w, c), dtype=dy.dtype)
+        # dy * hit writes 0 where a tap is not its window's maximum, unless dy holds an Inf or
+        # a NaN (times 0: NaN). TensorFlow writes 0 there: such a dy (its sum is not finite)
+        # is copied where hit instead, into zeros (slower; only for a broken gradient).
+        finite = bool(np.isfinite(np.add.reduce(dy, axis=None))) if dy.size else True
+        dx = (np.empty if covered and finite else np.zeros)((n, h, w, c), dtype=dy.dtype)
         dxt = _tiled(dx, win)
         for i, j in win.offsets():
             hit = xt[:, :, i, :, j, :] == top
@@ -420,7 +424,10 @@ def max_pool_grad(x, dy, win, top=None):
             else:  # the first maximum of a window takes the gradient (TensorFlow's rule)
                 hit &= ~taken
                 taken |= hit
-            np.multiply(dy, hit, out=dxt[:, :, i, :, j, :])
+            if finite:
+                np.multiply(dy, hit, out=dxt[:, :, i, :, j, :])
+            else:
+                np.copyto(dxt[:, :, i, :, j, :], dy, where=hit)
         return dx
     arg = _argmax(x, win)
     dxp = _zeros_padded(win, x.shape, dy.dtype, None)
