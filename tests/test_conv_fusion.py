@@ -303,3 +303,23 @@ def test_pool_gradient_of_an_inf_or_nan_dy_goes_to_the_maximum_only():
     r = np.maximum(x, 0)
     np.testing.assert_array_equal(fused(r, conv.max_pool(r, win), dy),
                                   conv.max_pool_grad(r, dy, win) * (r > 0))
+
+
+def test_conv_plus_a_channel_bias_fuses_like_bias_add():
+    """TF1's tutorials write ``tf.nn.relu(conv2d(x, W) + b)``: an Add of a [channels] bias (in
+    either order) fuses as BiasAdd does; a bias of another shape does not."""
+    rng = np.random.default_rng(10)
+    b = tw.constant(rng.standard_normal(4).astype(np.float32))
+    b2 = tw.constant(rng.standard_normal((8, 8, 4)).astype(np.float32))
+    x = tw.placeholder(tw.float32, [None, 8, 8, 2])
+    conv = [tw.nn.conv2d(x, tw.constant(rng.standard_normal((3, 3, 2, 4)).astype(np.float32)),
+                         [1, 1, 1, 1], "SAME") for _ in range(3)]  # three filters: no CSE
+    outs = [tw.nn.relu(conv[0] + b), tw.nn.relu(b + conv[1]), tw.nn.relu(conv[2] + b2)]
+    feed = {x: rng.standard_normal((3, 8, 8, 2)).astype(np.float32)}
+    got = {}
+    for fusion in (True, False):
+        with tw.Session(config=tw.ConfigProto(graph_options=GraphOptions(fusion=fusion))) as s:
+            got[fusion] = s.run(outs, feed)
+            assert _plan_stats(s)["conv_bias_relu_fused"] == (2 if fusion else 0)
+    for a, c in zip(got[True], got[False]):
+        np.testing.assert_array_equal(a, c)

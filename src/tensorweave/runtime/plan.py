@@ -443,17 +443,35 @@ def _fuse_matmul_sgd(steps, fetch_slots, ctx):
     return [replaced.get(i, st) for i, st in enumerate(steps) if i not in removed], len(replaced)
 
 
-def _sole_reader(steps, i, slot, consumers, keep, op_type):
-    """Index of the step after ``i`` that reads ``slot`` as its first input when it is of
-    ``op_type``, is the slot's only reader, and the slot is not fetched; else None."""
+def _sole_reader(steps, i, slot, consumers, keep, op_types, first=True):
+    """Index of the step after ``i`` that reads ``slot`` (as its first input, unless ``first``
+    is False) when it is of one of ``op_types``, is the slot's only reader, and the slot is not
+    fetched; else None."""
     if consumers.get(slot) != 1 or slot in keep:
         return None
     for k in range(i + 1, len(steps)):
         st = steps[k]
         if slot in st.in_slots:
-            ok = st.const is None and st.op.type == op_type and st.in_slots[0] == slot
+            ok = st.const is None and st.op.type in op_types and \
+                (st.in_slots[0] == slot or not first)
             return k if ok else None
     return None
+
+
+def _bias_operand(step, slot, channels):
+    """For a BiasAdd (NHWC) or Add/AddV2 step reading ``slot``: the other input's slot when it
+    is a bias, i.e. of static shape [channels] and the same dtype (then ``slot + bias`` is
+    BiasAdd's channel-wise sum, the TF1 tutorials' ``conv2d(x, W) + b``); else None."""
+    op = step.op
+    if op.type == "BiasAdd":
+        return step.in_slots[1] if _nhwc(op) and step.in_slots[0] == slot else None
+    if len(step.in_slots) != 2 or len(set(step.in_slots)) != 2 or channels is None:
+        return None
+    k = 1 if step.in_slots[0] == slot else 0
+    t = op.inputs[k]
+    if t.dtype != op.inputs[1 - k].dtype or t.shape.as_list() != [channels]:
+        return None
+    return step.in_slots[k]
 
 
 def _fusable(st) -> bool:
@@ -467,7 +485,8 @@ def _nhwc(op) -> bool:
 
 
 def _fuse_conv_bias_relu(steps, fetch_slots):
-    """``Relu(BiasAdd(Conv2D(x, f), b))`` and ``BiasAdd(Conv2D(x, f), b)`` (NHWC, CPU) -> one
+    """``Relu(BiasAdd(Conv2D(x, f), b))`` and ``BiasAdd(Conv2D(x, f), b)`` (NHWC, CPU; or ``+ b``
+    with a [channels] bias, as TF1's tutorials write it) -> one
     step (``kernels/cpu/conv.conv2d_bias_relu``) that adds the bias and rectifies each block of
     the convolution's output while it is in cache: two passes over the activation and one
     buffer fewer. Fused where each intermediate feeds only the next op and is not fetched, and
@@ -481,10 +500,16 @@ def _fuse_conv_bias_relu(steps, fetch_slots):
         if st.const is not None or st.op.type != "Conv2D" or not _fusable(st) or \
                 not _nhwc(st.op) or len(st.in_slots) != 2:
             continue
-        b = _sole_reader(steps, j, st.out_slots[0], consumers, keep, "BiasAdd")
-        if b is None or not _fusable(steps[b]) or not _nhwc(steps[b].op):
+        b = _sole_reader(steps, j, st.out_slots[0], consumers, keep,
+                         ("BiasAdd", "Add", "AddV2"), first=False)
+        if b is None or not _fusable(steps[b]):
             continue
-        last, relu = b, _sole_reader(steps, b, steps[b].out_slots[0], consumers, keep, "Relu")
+        shape = st.op.outputs[0].shape
+        channels = shape.as_list()[-1] if shape.ndims == 4 else None
+        bias = _bias_operand(steps[b], st.out_slots[0], channels)
+        if bias is None:
+            continue
+        last, relu = b, _sole_reader(steps, b, steps[b].out_slots[0], consumers, keep, ("Relu",))
         if relu is not None and _fusable(steps[relu]):
             last = relu
         else:
@@ -492,7 +517,7 @@ def _fuse_conv_bias_relu(steps, fetch_slots):
         if any(_writes_state(steps[k]) for k in range(j + 1, last)):
             continue
         kernel = conv2d_bias_relu(st.op, steps[b].op, relu is not None)
-        replaced[last] = Step(steps[last].op, kernel, (*st.in_slots, steps[b].in_slots[1]),
+        replaced[last] = Step(steps[last].op, kernel, (*st.in_slots, bias),
                               steps[last].out_slots, device="CPU")
         removed |= {j, b} - {last}
     if not replaced:
@@ -524,7 +549,7 @@ def _fuse_pool_relu_grad(steps, fetch_slots):
         if pool is None or pool.type != "MaxPool" or steps[p].in_slots != (x,) or \
                 any(pool.attrs.get(a) != st.op.attrs.get(a) for a in _POOL_ATTRS):
             continue
-        k = _sole_reader(steps, j, st.out_slots[0], consumers, keep, "ReluGrad")
+        k = _sole_reader(steps, j, st.out_slots[0], consumers, keep, ("ReluGrad",))
         if k is None or not _fusable(steps[k]) or steps[k].in_slots[1:] != (x,) or \
                 any(_writes_state(steps[m]) for m in range(j + 1, k)):
             continue
