@@ -147,13 +147,13 @@ def _adam_run(shape, sparse, steps=4, seed=0, make_opt=None):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-def test_adam_by_level1_blas_equals_the_numpy_update(monkeypatch, sparse):
+def test_adam_by_blas_equals_the_numpy_update(monkeypatch, sparse):
     """Large float32 variables take Adam's BLAS path (kernels/cpu/training._adam_blas,
-    saxpby/saxpy per block, blocks of 32K with a partial last one): the same training as the
+    saxpby per block, blocks of 32K with a partial last one): the same training as the
     NumPy formula to float32 rounding."""
     from tensorweave.kernels.cpu import blas, training
 
-    if blas.level1() is None:
+    if blas.axpby() is None:
         pytest.skip("NumPy's bundled OpenBLAS was not found: the NumPy path is used")
     shape = (70, 1000)  # 70,000 elements: two full blocks and a partial one
     calls = []
@@ -180,10 +180,10 @@ def test_adam_blas_path_refuses_what_it_cannot_take():
                                    np.ones((64, 64), np.float32), 0.1, 1e-8)  # layouts
 
 
-def test_momentum_by_level1_blas_equals_the_numpy_update(monkeypatch):
+def test_momentum_by_blas_equals_the_numpy_update(monkeypatch):
     from tensorweave.kernels.cpu import blas, training
 
-    if blas.level1() is None:
+    if blas.axpby() is None:
         pytest.skip("NumPy's bundled OpenBLAS was not found: the NumPy path is used")
     calls = []
     real = training._momentum_whole
@@ -206,8 +206,8 @@ def test_momentum_by_level1_blas_equals_the_numpy_update(monkeypatch):
     lambda: tw.train.AdamOptimizer(0.0)], ids=["momentum=0", "momentum-lr=0", "adam-lr=0"])
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_blas_updates_keep_nan_where_a_coefficient_is_zero(make_opt):
-    """OpenBLAS skips a term whose coefficient is 0 (saxpy returns at once for alpha = 0,
-    saxpby drops beta * y), and with it 0 * Inf = NaN: such updates run NumPy, which gives
+    """OpenBLAS skips a term whose coefficient is 0 (saxpby drops a * x for a = 0, b * y
+    for b = 0), and with it 0 * Inf = NaN: such updates run NumPy, which gives
     TensorFlow's NaN, at every size (4096 elements and up took the BLAS path)."""
     for n in (4095, 4096):
         g = tw.Graph()
@@ -220,4 +220,24 @@ def test_blas_updates_keep_nan_where_a_coefficient_is_zero(make_opt):
             sess.run(init)
             sess.run(train)
             sess.run(train)
+            assert np.isnan(sess.run(w)[0]), n
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_adam_on_blas_meets_inf_as_tensorflow_does():
+    """A finite gradient of 3e38 overflows g^2: v becomes Inf. At the next such gradient
+    TensorFlow's ``v += (g^2 - v) * (1 - b2)`` gives Inf - Inf = NaN and the weight turns NaN;
+    a ``(1-b2)*g^2 + b2*v`` form kept v Inf and left the weight unchanged (m / sqrt(Inf) = 0).
+    The BLAS path uses TensorFlow's form: NaN at every size (checked against TF 2.21)."""
+    for n in (100, 8192):
+        g = tw.Graph()
+        with g.as_default():
+            w = tw.Variable(np.ones(n, np.float32))
+            grad = tw.placeholder(tw.float32, [n])
+            train = tw.train.AdamOptimizer(0.01).apply_gradients([(grad, w)])
+            init = tw.global_variables_initializer()
+        with tw.Session(graph=g) as sess:
+            sess.run(init)
+            for big in (3e38, -3e38):
+                sess.run(train, {grad: np.r_[big, np.zeros(n - 1)].astype(np.float32)})
             assert np.isnan(sess.run(w)[0]), n

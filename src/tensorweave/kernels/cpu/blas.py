@@ -18,7 +18,7 @@ import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _sgemm = None  # the cblas function, False once looked for in vain
-_level1 = None  # (saxpby, saxpy), False once looked for in vain
+_level1 = None  # saxpby, False once looked for in vain
 _i64, _f32, _ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 
 
@@ -45,16 +45,18 @@ def _load():
     return _sgemm
 
 
-def level1():
-    """``(saxpby, saxpy)`` of the bundled OpenBLAS, or None: ``saxpby(n, a, x, 1, b, y, 1)``
-    sets ``y = a*x + b*y`` and ``saxpy(n, a, x, 1, y, 1)`` sets ``y += a*x`` over ``n``
-    float32 elements at the addresses ``x``, ``y`` (:func:`address`), in one pass each where
-    NumPy needs two or three (an optimizer's moving averages and its final step)."""
+def axpby():
+    """The bundled OpenBLAS's ``saxpby``, or None: ``saxpby(n, a, x, 1, b, y, 1)`` sets
+    ``y = a*x + b*y`` over ``n`` float32 elements at the addresses ``x``, ``y``
+    (:func:`address`) in one pass, where NumPy needs two or three (an optimizer's moving
+    averages and its final step). With ``b = 1`` it is ``saxpy``, which OpenBLAS would split
+    over its thread pool from 10K elements on (slower than NumPy with two threads); ``saxpby``
+    runs on the calling thread. A coefficient of 0 makes BLAS skip its term (and a NaN or
+    Inf in it): callers keep such cases for NumPy."""
     global _level1
     if _level1 is None:
-        axpby = _function("scipy_cblas_saxpby64_", [_i64, _f32, _ptr, _i64, _f32, _ptr, _i64])
-        axpy = _function("scipy_cblas_saxpy64_", [_i64, _f32, _ptr, _i64, _ptr, _i64])
-        _level1 = (axpby, axpy) if axpby and axpy else False
+        _level1 = _function("scipy_cblas_saxpby64_",
+                            [_i64, _f32, _ptr, _i64, _f32, _ptr, _i64]) or False
     return _level1 or None
 
 
