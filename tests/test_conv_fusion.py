@@ -323,3 +323,72 @@ def test_conv_plus_a_channel_bias_fuses_like_bias_add():
             assert _plan_stats(s)["conv_bias_relu_fused"] == (2 if fusion else 0)
     for a, c in zip(got[True], got[False]):
         np.testing.assert_array_equal(a, c)
+
+
+# --- found by a second review; each failed before its fix --------------------------------------------
+def _on_off(build):
+    """(fused result, unfused result, fused plan's conv fusions) of ``build() -> (out, feed)``."""
+    got, fused = [], None
+    for fusion in (True, False):
+        g = tw.Graph()
+        with g.as_default():
+            out, feed = build()
+        with tw.Session(graph=g, config=tw.ConfigProto(
+                graph_options=GraphOptions(fusion=fusion))) as sess:
+            got.append(sess.run(out, feed))
+            if fusion:
+                fused = _plan_stats(sess)
+    return got[0], got[1], fused
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("order", ["conv+b", "b+conv"])
+def test_conv_plus_bias_keeps_the_operand_order_of_the_add(order):
+    """NaN + NaN keeps the first operand's NaN: the fused add follows the graph's order."""
+    def build():
+        x = tw.placeholder(tw.float32, [1, 4, 4, 3])
+        bias = tw.placeholder(tw.float32, [2])
+        c = tw.nn.conv2d(x, tw.constant(np.zeros((3, 3, 3, 2), np.float32)), [1, 1, 1, 1],
+                         "SAME")
+        xv = np.ones((1, 4, 4, 3), np.float32)
+        xv[0, 1, 1, 0] = np.inf  # inf * 0: the default NaN (0xffc00000 on x86)
+        out = tw.nn.relu(bias + c if order == "b+conv" else c + bias)
+        return out, {x: xv, bias: np.array([np.nan, 1.0], np.float32)}  # +NaN: 0x7fc00000
+
+    on, off, stats = _on_off(build)
+    assert stats["conv_bias_relu_fused"] == 1
+    np.testing.assert_array_equal(on.view(np.uint32), off.view(np.uint32))
+
+
+def test_a_bias_whose_static_shape_lies_broadcasts_as_unfused():
+    """``set_shape([2])`` on a value fed as [1]: NumPy broadcasts it in the unfused Add; the
+    fused step falls back to the same add instead of raising."""
+    def build():
+        x = tw.placeholder(tw.float32, [1, 4, 4, 1])
+        v = tw.placeholder(tw.float32, [None])
+        b = tw.identity(v)
+        b.set_shape([2])
+        f = tw.constant(np.arange(18, dtype=np.float32).reshape(3, 3, 1, 2) - 9)
+        out = tw.nn.relu(tw.nn.conv2d(x, f, [1, 1, 1, 1], "SAME") + b)
+        return out, {x: np.ones((1, 4, 4, 1), np.float32), v: np.array([0.5], np.float32)}
+
+    on, off, stats = _on_off(build)
+    assert stats["conv_bias_relu_fused"] == 1
+    np.testing.assert_array_equal(on, off)
+
+
+def test_pool_gradient_whose_finite_sum_overflows_is_fused_as_unfused():
+    """dy = [[3e38, -1], [3e38, 1]]: finite, but its float32 sum overflows. The sum alone sent
+    the unfused kernel to its non-finite path and the fused one (masked dy, no overflow) to the
+    multiply: zero signs differed. Now every element decides when the sum overflows."""
+    def build():
+        x = tw.placeholder(tw.float32, [1, 4, 4, 1])  # fed: nothing is constant-folded
+        y = tw.nn.max_pool(tw.nn.relu(x), [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        dy = tw.constant(np.array([3e38, -1, 3e38, 1], np.float32).reshape(1, 2, 2, 1))
+        xv = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [-1, -2, -3, -4], [-5, -6, -7, 9]],
+                      np.float32).reshape(1, 4, 4, 1)
+        return tw.gradients(y, x, grad_ys=dy)[0], {x: xv}
+
+    on, off, stats = _on_off(build)
+    assert stats["pool_relu_grad_fused"] == 1
+    np.testing.assert_array_equal(on.view(np.uint32), off.view(np.uint32))

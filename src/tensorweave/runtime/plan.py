@@ -516,7 +516,8 @@ def _fuse_conv_bias_relu(steps, fetch_slots):
             relu = None
         if any(_writes_state(steps[k]) for k in range(j + 1, last)):
             continue
-        kernel = conv2d_bias_relu(st.op, steps[b].op, relu is not None)
+        kernel = conv2d_bias_relu(st.op, steps[b].op, relu is not None,
+                                  bias_first=steps[b].in_slots[0] == bias)
         replaced[last] = Step(steps[last].op, kernel, (*st.in_slots, bias),
                               steps[last].out_slots, device="CPU")
         removed |= {j, b} - {last}

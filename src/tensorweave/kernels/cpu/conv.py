@@ -209,16 +209,17 @@ def _row_tap_order(win, h):
     return full[:1] + [i for i in range(win.kh) if i != full[0]]
 
 
-def _epilogue(block, bias, relu):
+def _epilogue(block, bias, relu, bias_first=False):
     """Conv2D -> BiasAdd [-> Relu] fused (runtime/plan.py): the same two NumPy ops as the
-    unfused kernels, in place on a block of the convolution's output while it is in cache."""
+    unfused kernels, in place on a block of the convolution's output while it is in cache.
+    ``bias_first``: the graph adds ``b + conv`` (operand order decides which NaN survives)."""
     if bias is not None:
-        np.add(block, bias, out=block)
+        np.add(*((bias, block) if bias_first else (block, bias)), out=block)
     if relu:
         np.maximum(block, 0, out=block)
 
 
-def _conv2d_rows(x, f, win, bias=None, relu=False):
+def _conv2d_rows(x, f, win, bias=None, relu=False, bias_first=False):
     kh, kw, c, o = f.shape
     n = x.shape[0]
     rows = _hmajor_cols(x, win)
@@ -244,7 +245,7 @@ def _conv2d_rows(x, f, win, bias=None, relu=False):
     if bias is None and not relu:
         return np.ascontiguousarray(out_t)
     if bias is not None:
-        np.add(acc, bias, out=acc)
+        _epilogue(acc, bias, False, bias_first)
     res = np.empty(out_t.shape, out.dtype)
     if relu:  # the rectification is the layout copy
         return np.maximum(out_t, 0, out=res)
@@ -260,12 +261,13 @@ def _conv2d_rows(x, f, win, bias=None, relu=False):
 _EPILOGUE_BLOCK_ELEMENTS = 1 << 16
 
 
-def conv2d(x, f, win, scratch=None, bias=None, relu=False):
+def conv2d(x, f, win, scratch=None, bias=None, relu=False, bias_first=False):
     """NHWC input, HWIO filter -> NHWC output; ``bias`` ([O]) and ``relu`` fuse the BiasAdd
-    and Relu that follow the convolution (bit-identical to running them after it)."""
+    (or ``+ b``) and Relu that follow the convolution (bit-identical to running them after
+    it)."""
     kh, kw, c, o = f.shape
     if _row_taps(x, win):
-        return _conv2d_rows(x, f, win, bias, relu)
+        return _conv2d_rows(x, f, win, bias, relu, bias_first)
     cols = _im2col(x, win, scratch)
     f2 = f.reshape(kh * kw * c, o)
     out = np.empty((cols.shape[0], o), np.result_type(cols, f2))
@@ -273,7 +275,7 @@ def conv2d(x, f, win, scratch=None, bias=None, relu=False):
     for lo in range(0, cols.shape[0], rows):
         block = out[lo:lo + rows]
         np.matmul(cols[lo:lo + rows], f2, out=block)
-        _epilogue(block, bias, relu)
+        _epilogue(block, bias, relu, bias_first)
     return out.reshape(x.shape[0], win.oh, win.ow, o)
 
 
@@ -412,9 +414,12 @@ def max_pool_grad(x, dy, win, top=None):
         taken = None
         covered = win.oh * win.kh == h and win.ow * win.kw == w
         # dy * hit writes 0 where a tap is not its window's maximum, unless dy holds an Inf or
-        # a NaN (times 0: NaN). TensorFlow writes 0 there: such a dy (its sum is not finite)
-        # is copied where hit instead, into zeros (slower; only for a broken gradient).
-        finite = bool(np.isfinite(np.add.reduce(dy, axis=None))) if dy.size else True
+        # a NaN (times 0: NaN). TensorFlow writes 0 there: such a dy is copied where hit
+        # instead, into zeros (slower; only for a broken gradient). Whether dy is finite is
+        # read from its sum, and from every element only when the sum overflows.
+        with np.errstate(over="ignore", invalid="ignore"):  # a large finite sum may overflow
+            finite = not dy.size or bool(np.isfinite(np.add.reduce(dy, axis=None))) or \
+                bool(np.isfinite(dy).all())
         dx = (np.empty if covered and finite else np.zeros)((n, h, w, c), dtype=dy.dtype)
         dxt = _tiled(dx, win)
         for i, j in win.offsets():
@@ -620,23 +625,29 @@ def _naming(op, fn):
     return run
 
 
-def conv2d_bias_relu(conv_op, bias_op, relu):
-    """``Relu(BiasAdd(Conv2D(x, f), b))`` (or without the Relu), NHWC: ``run(x, f, b)``. The
-    bias and rectification run on the convolution's output while it is in cache, or as its
-    layout copy (:func:`conv2d`): bit-identical to the three kernels one after another."""
+def conv2d_bias_relu(conv_op, bias_op, relu, bias_first=False):
+    """``Relu(BiasAdd(Conv2D(x, f), b))`` (or without the Relu; or ``Add`` of a [channels]
+    bias in either order, ``bias_first`` for ``b + conv``), NHWC: ``run(x, f, b)``. The bias
+    and rectification run on the convolution's output while it is in cache, or as its layout
+    copy (:func:`conv2d`): bit-identical to the kernels one after another."""
     win, scratch = _window_factory(conv_op), Scratch()
     convolve = _naming(conv_op, conv2d)
+    add = bias_op.type != "BiasAdd"
 
     def run(x, f, b):
         w = win(x.shape, f.shape[0], f.shape[1])
         if b.shape != (f.shape[3],):
+            if add:  # the static shape said [channels]; NumPy's broadcasting decides, as unfused
+                y = convolve(x, f, w, scratch)
+                y = _naming(bias_op, np.add)(*((b, y) if bias_first else (y, b)))
+                return np.maximum(y, 0) if relu else y
             raise errors.InvalidArgumentError(
                 None, bias_op, f"BiasAdd: bias shape {list(b.shape)} must match dimension -1 "
                 f"of value shape {[x.shape[0], w.oh, w.ow, f.shape[3]]} ({bias_op.describe()})")
-        return convolve(x, f, w, scratch, b, relu)
+        return convolve(x, f, w, scratch, b, relu, bias_first)
 
     run.fresh_output = True
-    run.trace_type = "Conv2D+BiasAdd" + ("+Relu" if relu else "")
+    run.trace_type = "Conv2D+" + ("Add" if add else "BiasAdd") + ("+Relu" if relu else "")
     return run
 
 
