@@ -392,3 +392,16 @@ def test_pool_gradient_whose_finite_sum_overflows_is_fused_as_unfused():
     on, off, stats = _on_off(build)
     assert stats["pool_relu_grad_fused"] == 1
     np.testing.assert_array_equal(on.view(np.uint32), off.view(np.uint32))
+
+
+def test_pool_gradient_zeros_are_positive_as_tensorflow_writes_them():
+    """TensorFlow adds dy into zeros at each window's maximum: every other position is +0.0.
+    A float product dy * hit gave -0.0 there for a negative dy (equal values, other bits)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    win = conv.window(6, 6, 2, 2, [1, 2, 2, 1], [1, 1, 1, 1], "VALID")
+    top = conv.max_pool(x, win)
+    dy = -np.abs(rng.standard_normal(top.shape)).astype(np.float32) - 1
+    got = conv.max_pool_grad(x, dy, win, top)
+    assert (got != 0).sum() == dy.size  # one position per window
+    assert not np.signbit(got[got == 0]).any()

@@ -413,14 +413,12 @@ def max_pool_grad(x, dy, win, top=None):
             top = _tile_max(xt, win)
         taken = None
         covered = win.oh * win.kh == h and win.ow * win.kw == w
-        # dy * hit writes 0 where a tap is not its window's maximum, unless dy holds an Inf or
-        # a NaN (times 0: NaN). TensorFlow writes 0 there: such a dy is copied where hit
-        # instead, into zeros (slower; only for a broken gradient). Whether dy is finite is
-        # read from its sum, and from every element only when the sum overflows.
-        with np.errstate(over="ignore", invalid="ignore"):  # a large finite sum may overflow
-            finite = not dy.size or bool(np.isfinite(np.add.reduce(dy, axis=None))) or \
-                bool(np.isfinite(dy).all())
-        dx = (np.empty if covered and finite else np.zeros)((n, h, w, c), dtype=dy.dtype)
+        # dy's bits times hit: dy where a tap is its window's first maximum, +0.0 elsewhere, as
+        # TensorFlow writes (an Inf or NaN in dy stays where it belongs, and no -0.0 appears
+        # where a float product would give one), at the cost of a float multiply
+        bits = np.dtype(f"u{dy.dtype.itemsize}") if dy.dtype.kind == "f" and \
+            dy.dtype.itemsize in (2, 4, 8) else None
+        dx = (np.empty if covered else np.zeros)((n, h, w, c), dtype=dy.dtype)
         dxt = _tiled(dx, win)
         for i, j in win.offsets():
             hit = xt[:, :, i, :, j, :] == top
@@ -429,10 +427,11 @@ def max_pool_grad(x, dy, win, top=None):
             else:  # the first maximum of a window takes the gradient (TensorFlow's rule)
                 hit &= ~taken
                 taken |= hit
-            if finite:
-                np.multiply(dy, hit, out=dxt[:, :, i, :, j, :])
+            tap = dxt[:, :, i, :, j, :]
+            if bits is None:
+                np.multiply(dy, hit, out=tap)
             else:
-                np.copyto(dxt[:, :, i, :, j, :], dy, where=hit)
+                np.multiply(dy.view(bits), hit, out=tap.view(bits))
         return dx
     arg = _argmax(x, win)
     dxp = _zeros_padded(win, x.shape, dy.dtype, None)
