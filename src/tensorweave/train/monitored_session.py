@@ -101,7 +101,25 @@ class Scaffold:
 
 
 class SessionCreator:
+    """Makes the session a MonitoredSession runs. The two built-in creators share
+    :meth:`create_session` (a new session on the finalized scaffold, closed again if getting
+    it ready fails) and differ in :meth:`_ready`."""
+
+    _scaffold = None
+    _master = _config = _task = None
+
     def create_session(self):
+        if self._scaffold is None:
+            raise NotImplementedError(f"{type(self).__name__} must define create_session()")
+        s = self._scaffold.finalize()
+        sess = _new_session(self._master, self._config, self._task)
+        try:
+            return self._ready(s, sess)
+        except BaseException:
+            sess.close()
+            raise
+
+    def _ready(self, scaffold, sess):
         raise NotImplementedError
 
 
@@ -128,16 +146,7 @@ class ChiefSessionCreator(SessionCreator):
         self._master, self._config, self._task = master, config, task
         self._dir, self._path = checkpoint_dir, checkpoint_filename_with_path
 
-    def create_session(self):
-        s = self._scaffold.finalize()
-        sess = _new_session(self._master, self._config, self._task)
-        try:
-            return self._prepare(s, sess)
-        except BaseException:
-            sess.close()
-            raise
-
-    def _prepare(self, s, sess):
+    def _ready(self, s, sess):
         ckpt = self._path
         if ckpt is None and self._dir:
             ckpt = _tw().train.latest_checkpoint(self._dir)
@@ -168,16 +177,7 @@ class WorkerSessionCreator(SessionCreator):
         self._master, self._config, self._task = master, config, task
         self._max_wait = max_wait_secs
 
-    def create_session(self):
-        s = self._scaffold.finalize()
-        sess = _new_session(self._master, self._config, self._task)
-        try:
-            return self._wait_ready(s, sess)
-        except BaseException:
-            sess.close()
-            raise
-
-    def _wait_ready(self, s, sess):
+    def _ready(self, s, sess):
         deadline = time.monotonic() + self._max_wait
         local = {v.op.name for v in ops.get_collection(GraphKeys.LOCAL_VARIABLES)}
         while True:  # the shared (global) variables: the local ones are this worker's own
